@@ -1,0 +1,1 @@
+"""unibus backend for kafka (work in progress)."""

@@ -1,0 +1,1 @@
+"""unibus backend for nats (work in progress)."""

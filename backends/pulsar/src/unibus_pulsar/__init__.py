@@ -1,0 +1,1 @@
+"""unibus backend for pulsar (work in progress)."""

@@ -1,0 +1,1 @@
+"""unibus backend for rabbitmq (work in progress)."""

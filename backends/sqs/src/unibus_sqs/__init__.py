@@ -1,0 +1,1 @@
+"""unibus backend for sqs (work in progress)."""

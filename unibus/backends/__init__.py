@@ -1,0 +1,1 @@
+"""Built-in backends: in-memory and the embedded SQLite default."""

@@ -1,0 +1,327 @@
+"""Shared machinery for backends: settle-once deliveries and a draining consumer.
+
+Backends subclass :class:`BaseConsumer` and implement its ``_``-hooks; the base owns the
+rules every backend must keep (settle once, poison after ``max_attempts``, graceful drain,
+no task outliving close), so they are written once and tested once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from unibus.capabilities import Capabilities
+from unibus.errors import (
+    AlreadySettledError,
+    CapabilityError,
+    ClosedError,
+    MessageTooLargeError,
+    OperationTimeoutError,
+)
+from unibus.message import Message
+from unibus.positions import Position
+from unibus.protocols import StartAt
+
+__all__ = ["BaseConsumer", "BaseDelivery", "check_size", "encoded_size"]
+
+
+def encoded_size(message: Message) -> int:
+    """Bytes the message takes on the wire: body plus header names and values."""
+    size = len(message.body) + len(message.key or "")
+    for name, value in message.headers.items():
+        size += len(name) + len(value)
+    return size + 200  # envelope headers (ce_id, ce_time, ...)
+
+
+def check_size(message: Message, limit: int, backend: str) -> None:
+    """Raise MessageTooLargeError when ``message`` cannot fit in ``limit`` bytes."""
+    size = encoded_size(message)
+    if size > limit:
+        raise MessageTooLargeError(size, limit, backend)
+
+
+class BaseDelivery:
+    """A delivery settled exactly once through its consumer's hooks."""
+
+    __slots__ = ("_consumer", "_settled", "attempt", "group", "message", "position", "raw",
+                 "topic")
+
+    def __init__(
+        self,
+        consumer: BaseConsumer,
+        message: Message,
+        *,
+        topic: str,
+        attempt: int,
+        position: Position | None = None,
+        raw: Any = None,
+    ) -> None:
+        self._consumer = consumer
+        self._settled = False
+        self.message = message
+        self.topic = topic
+        self.group = consumer.group
+        self.attempt = attempt
+        self.position = position
+        self.raw = raw  # the broker's own handle (receipt handle, delivery tag, ...)
+
+    @property
+    def settled(self) -> bool:
+        return self._settled
+
+    def _claim(self) -> None:
+        if self._settled:
+            raise AlreadySettledError(f"message {self.message.id} was already settled")
+        self._settled = True
+
+    async def ack(self) -> None:
+        self._claim()
+        await self._consumer._settle(self, "ack", None)
+
+    async def nack(self, delay: float = 0.0) -> None:
+        if delay < 0:
+            raise ValueError("nack delay must not be negative")
+        self._claim()
+        limit = self._consumer.max_attempts
+        if limit is not None and self.attempt >= limit:
+            await self._consumer._settle(
+                self, "dead_letter", f"failed {self.attempt} attempts (max_attempts={limit})"
+            )
+        else:
+            await self._consumer._settle(self, "nack", delay)
+
+    async def dead_letter(self, reason: str) -> None:
+        self._claim()
+        await self._consumer._settle(self, "dead_letter", reason)
+
+    def __repr__(self) -> str:
+        return (f"<Delivery topic={self.topic} id={self.message.id} attempt={self.attempt} "
+                f"settled={self._settled}>")
+
+
+_CLOSED = object()
+
+
+class BaseConsumer:
+    """Buffer, hand out and track deliveries; drain on close.
+
+    Subclasses feed deliveries with :meth:`_push` (from a fetch task or a client callback)
+    and implement the hooks. Flow control is the subclass's: fetch at most ``prefetch``
+    unsettled messages.
+    """
+
+    backend_name = "backend"
+
+    def __init__(
+        self,
+        topics: Sequence[str],
+        group: str | None,
+        *,
+        capabilities: Capabilities,
+        prefetch: int = 100,
+        max_attempts: int | None = None,
+    ) -> None:
+        self.topics = tuple(topics)
+        self.group = group
+        self.capabilities = capabilities
+        self.prefetch = prefetch
+        self.max_attempts = max_attempts
+        self._buffer: asyncio.Queue[Any] = asyncio.Queue()
+        self._in_flight: set[BaseDelivery] = set()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._closing = False
+        self._closed = False
+        self._closed_event = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._error: BaseException | None = None
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    async def _ack(self, delivery: BaseDelivery) -> None:
+        raise NotImplementedError
+
+    async def _nack(self, delivery: BaseDelivery, delay: float) -> None:
+        raise NotImplementedError
+
+    async def _dead_letter(self, delivery: BaseDelivery, reason: str) -> None:
+        raise NotImplementedError
+
+    async def _seek(self, to: StartAt) -> None:
+        raise CapabilityError("replay", self.capabilities.reason("replay"),
+                              backend=self.backend_name)
+
+    async def _stop_fetching(self) -> None:
+        """Stop asking the broker for more messages."""
+
+    async def _release(self, deliveries: list[BaseDelivery]) -> None:
+        """Give unsettled deliveries back to the broker for redelivery (or let them lapse)."""
+
+    async def _finish(self) -> None:
+        """Commit what was settled and close broker resources."""
+
+    # -- for subclasses ---------------------------------------------------------------------
+
+    def _push(self, delivery: BaseDelivery) -> None:
+        """Offer a delivery to the application (any task of the loop may call this)."""
+        self._buffer.put_nowait(delivery)
+
+    def _fail(self, error: BaseException) -> None:
+        """Stop the consumer with ``error``: waiting receivers raise it."""
+        self._error = error
+        self._buffer.put_nowait(_CLOSED)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """A task owned by this consumer, cancelled at close at the latest."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _settle(self, delivery: BaseDelivery, how: str, arg: Any) -> None:
+        if self._closed:
+            raise ClosedError("the consumer is closed; the message will be redelivered")
+        try:
+            if how == "ack":
+                await self._ack(delivery)
+            elif how == "nack":
+                await self._nack(delivery, float(arg))
+            else:
+                await self._dead_letter(delivery, str(arg))
+        finally:
+            self._in_flight.discard(delivery)
+            if not self._in_flight:
+                self._drained.set()
+
+    # -- public -----------------------------------------------------------------------------
+
+    async def receive(self, timeout: float | None = None) -> BaseDelivery:
+        while True:
+            if self._closing and self._buffer.empty():
+                raise self._closed_error()
+            try:
+                if timeout is None:
+                    item = await self._buffer.get()
+                else:
+                    item = await asyncio.wait_for(self._buffer.get(), timeout)
+            except TimeoutError:
+                raise OperationTimeoutError(
+                    f"no message on {', '.join(self.topics)} within {timeout}s"
+                ) from None
+            if item is _CLOSED:
+                self._buffer.put_nowait(_CLOSED)  # wake every other waiter too
+                raise self._closed_error()
+            delivery: BaseDelivery = item
+            if self._closing:
+                await self._release([delivery])
+                continue
+            if await self._poisoned(delivery):
+                continue
+            self._in_flight.add(delivery)
+            self._drained.clear()
+            return delivery
+
+    async def receive_batch(self, max_messages: int, timeout: float) -> list[BaseDelivery]:
+        batch = [await self.receive(timeout)]
+        while len(batch) < max_messages and not self._buffer.empty():
+            item = self._buffer.get_nowait()
+            if item is _CLOSED:
+                self._buffer.put_nowait(_CLOSED)
+                break
+            if self._closing:
+                await self._release([item])
+                continue
+            if await self._poisoned(item):
+                continue
+            self._in_flight.add(item)
+            batch.append(item)
+        self._drained.clear()
+        return batch
+
+    def __aiter__(self) -> AsyncIterator[BaseDelivery]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[BaseDelivery]:
+        while True:
+            try:
+                yield await self.receive()
+            except ClosedError:
+                if self._error is not None:
+                    raise
+                return
+
+    async def seek(self, to: StartAt) -> None:
+        if self._closing:
+            raise ClosedError("the consumer is closed")
+        if not self.capabilities.replay and to != "latest":
+            raise CapabilityError(
+                "replay", self.capabilities.reason("replay"), backend=self.backend_name
+            )
+        # Buffered deliveries belong to the old position: give them back first.
+        stale = self._take_buffered()
+        if stale:
+            await self._release(stale)
+        await self._seek(to)
+
+    async def close(self, drain_timeout: float = 30.0) -> None:
+        if self._closing:
+            await self._closed_event.wait()
+            return
+        self._closing = True
+        try:
+            await self._stop_fetching()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), drain_timeout)
+            leftovers = self._take_buffered() + [d for d in self._in_flight if not d.settled]
+            self._in_flight.clear()
+            if leftovers:
+                await self._release(leftovers)
+            await self._finish()
+        finally:
+            self._closed = True
+            self._closed_event.set()
+            self._buffer.put_nowait(_CLOSED)
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self) -> BaseConsumer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _take_buffered(self) -> list[BaseDelivery]:
+        out: list[BaseDelivery] = []
+        while not self._buffer.empty():
+            item = self._buffer.get_nowait()
+            if item is not _CLOSED:
+                out.append(item)
+        return out
+
+    async def _poisoned(self, delivery: BaseDelivery) -> bool:
+        """Dead-letter a delivery that already used up its attempts (e.g. it crashed every
+        consumer that took it) instead of handing it out again."""
+        limit = self.max_attempts
+        if limit is None or delivery.attempt <= limit:
+            return False
+        delivery._settled = True
+        await self._dead_letter(
+            delivery, f"delivered {delivery.attempt - 1} times without success "
+            f"(max_attempts={limit})"
+        )
+        return True
+
+    def _closed_error(self) -> BaseException:
+        if self._error is not None:
+            return self._error
+        return ClosedError("the consumer is closed")
