@@ -17,6 +17,7 @@ from unibus.errors import (
     AlreadySettledError,
     CapabilityError,
     ClosedError,
+    ConfigError,
     MessageTooLargeError,
     OperationTimeoutError,
 )
@@ -81,8 +82,8 @@ class BaseDelivery:
         await self._consumer._settle(self, "ack", None)
 
     async def nack(self, delay: float = 0.0) -> None:
-        if delay < 0:
-            raise ValueError("nack delay must not be negative")
+        if not delay >= 0:
+            raise ConfigError(f"nack delay must be a non-negative number of seconds: {delay!r}")
         self._claim()
         limit = self._consumer.max_attempts
         if limit is not None and self.attempt >= limit:

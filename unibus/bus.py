@@ -86,6 +86,11 @@ def variants(cls: Any) -> list[tuple[str, Any]]:
         return []
 
 
+def _check_delay(delay: float | None) -> None:
+    if delay is not None and not delay >= 0:
+        raise ConfigError(f"delay must be a non-negative number of seconds, got {delay!r}")
+
+
 class Bus:
     """One backend, one shared producer, a serializer: the application's handle.
 
@@ -159,12 +164,14 @@ class Bus:
         """Publish ``body`` (a Message is sent as it is) with envelope ``fields``
         (key, headers, type, subject, correlation_id, ...)."""
         message = body if isinstance(body, Message) else self.message(body, **fields)
+        _check_delay(delay)
         return await self.producer.publish(topic, message, delay=delay)
 
     async def publish_many(
         self, topic: str, bodies: Sequence[Any], *, delay: float | None = None
     ) -> list[Receipt]:
         messages = [b if isinstance(b, Message) else self.message(b) for b in bodies]
+        _check_delay(delay)
         return await self.producer.publish_many(topic, messages, delay=delay)
 
     # -- consuming --------------------------------------------------------------------------

@@ -167,7 +167,8 @@ def map_exceptions(mapping: ExceptionMapping, *, context: str = "") -> Iterator[
 
     The first entry of ``mapping`` that the raised exception is an instance of wins, so list
     subclasses before their bases; targets take a single message. Unibus errors pass through
-    untouched; anything unmapped propagates unchanged, which the contract suite treats as a backend bug. The original
+    untouched; anything unmapped propagates unchanged (a backend bug the contract suite
+    catches). The original
     exception is chained (``raise ... from exc``).
     """
     try:
