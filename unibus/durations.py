@@ -41,7 +41,7 @@ def format_duration(seconds: float) -> str:
     """A short human form: ``900`` -> ``15m``, ``inf`` -> ``unlimited``."""
     if math.isinf(seconds):
         return "unlimited"
-    for unit in ("w", "d", "h", "m", "s"):
+    for unit in ("d", "h", "m", "s"):
         size = _UNITS[unit]
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"

@@ -62,8 +62,13 @@ def backend_class(scheme: str) -> Any:
     try:
         return ep.load()
     except ImportError as exc:
-        dist = KNOWN_BACKENDS.get(scheme.lower(), ep.value.split(":")[0])
+        module = ep.value.split(":")[0]
+        if module.startswith("unibus."):
+            raise ConfigError(f"built-in backend {scheme!r} failed to load: {exc}") from exc
+        dist = KNOWN_BACKENDS.get(scheme.lower(), module.split(".")[0].replace("_", "-"))
         raise BackendNotInstalledError(scheme, dist) from exc
+    except Exception as exc:
+        raise ConfigError(f"backend {scheme!r} ({ep.value}) failed to load: {exc}") from exc
 
 
 def installed_backends() -> dict[str, Any]:

@@ -1,0 +1,74 @@
+from datetime import UTC, datetime
+
+import pytest
+
+import unibus
+from unibus import deadletter
+from unibus.message import Message
+
+
+def test_wire_headers_round_trip_every_field() -> None:
+    sent = Message(
+        body=b"\x00\x01", key="k", headers={"a": "1", "ü": "✓"}, type="t", source="s",
+        subject="sub", content_type="application/json", correlation_id="c",
+        causation_id="x", aggregate_version=3, schema_version="2",
+        time=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+    )
+    got = Message.from_wire(sent.body, sent.wire_headers(), key=sent.key)
+    assert got == sent
+
+
+def test_foreign_messages_get_an_id_and_keep_their_headers() -> None:
+    got = Message.from_wire(b"x", {"x-custom": "1", "ce_unknownext": "y"})
+    assert got.id
+    assert got.headers == {"x-custom": "1"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"body": "text"}, "body must be bytes"),
+        ({"body": {"a": 1}}, "serializer"),
+        ({"key": 5}, "key must be"),
+        ({"headers": {"a": 1}}, "str value"),
+        ({"headers": {"": "x"}}, "non-empty"),
+        ({"headers": {"ce_id": "x"}}, "reserved"),
+        ({"id": ""}, "id"),
+        ({"time": datetime(2026, 1, 1)}, "timezone"),
+        ({"aggregate_version": "3"}, "aggregate_version"),
+    ],
+)
+def test_invalid_messages_raise_a_typed_error(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(unibus.InvalidMessageError, match=match):
+        Message(**kwargs)  # type: ignore[arg-type]
+
+
+def test_invalid_message_error_is_also_a_value_error() -> None:
+    with pytest.raises(ValueError):  # noqa: PT011
+        Message(key=1)  # type: ignore[arg-type]
+
+
+def test_bytearray_bodies_are_frozen_to_bytes() -> None:
+    assert Message(body=bytearray(b"ab")).body == b"ab"
+
+
+def test_dead_letter_context_survives_and_replay_keeps_a_chain() -> None:
+    original = Message(body=b"b", key="k", headers={"tenant": "acme"})
+    failed = original.with_headers(**deadletter.failure_headers(
+        original, topic="orders", group="billing", reason="boom", attempts=3))
+    dead = deadletter.DeadLetter.from_message(failed, default_topic="orders.dlq")
+    assert (dead.reason, dead.attempts, dead.original_topic, dead.group) == (
+        "boom", 3, "orders", "billing")
+    replay = dead.replayable()
+    assert replay.id == original.id
+    assert replay.headers["tenant"] == "acme"
+    assert replay.headers[deadletter.REPLAY_COUNT] == "1"
+    assert replay.headers[deadletter.ORIGINAL_TOPIC] == "orders"
+    assert deadletter.REASON not in replay.headers
+    again = deadletter.DeadLetter.from_message(
+        replay.with_headers(**deadletter.failure_headers(
+            replay, topic="orders", group="billing", reason="boom", attempts=3)),
+        default_topic="orders.dlq")
+    assert again.replayable().headers[deadletter.REPLAY_COUNT] == "2"
+    assert again.message.headers[deadletter.FIRST_FAILURE] == failed.headers[
+        deadletter.FIRST_FAILURE]
