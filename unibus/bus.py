@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any
 
 import pydantic
@@ -14,6 +14,10 @@ from unibus.errors import CapabilityError, ClosedError, ConfigError
 from unibus.message import Message, Receipt
 from unibus.protocols import Consumer, DeadLetterQueue, Delivery, Producer, StartAt
 from unibus.registry import backend_class, installed_backends
+from unibus.reliability.breaker import CircuitBreaker
+from unibus.reliability.idempotency import IdempotencyStore
+from unibus.reliability.policy import RetryPolicy
+from unibus.reliability.runner import AlertHook, Subscription
 from unibus.serializers import BytesSerializer, Serializer, serializer_for
 from unibus.topology import TopicSpec
 
@@ -201,6 +205,40 @@ class Bus:
         return await self.backend.consumer(
             names, group=group, start=start, prefetch=prefetch, max_attempts=max_attempts
         )
+
+    async def subscribe(
+        self,
+        topics: str | Sequence[str],
+        handler: Callable[[Any], Awaitable[None]],
+        *,
+        group: str | None = None,
+        policy: RetryPolicy | None = None,
+        concurrency: int = 8,
+        idempotency: IdempotencyStore | None = None,
+        breaker: CircuitBreaker | None = None,
+        on_dead_letter: AlertHook | None = None,
+        poison_threshold: int | None = None,
+        into: type[Any] | None = None,
+        prefetch: int | None = None,
+        start: StartAt | None = None,
+    ) -> Subscription:
+        """Run ``handler`` for every message, with retries, dead-lettering and the rest of
+        the reliability layer (see :mod:`unibus.reliability`). ``handler`` receives the
+        :class:`Message`, or the body decoded as ``into`` when given. Stop it with
+        ``await subscription.stop()`` (or ``async with``)."""
+        if concurrency < 1:
+            raise ConfigError("concurrency must be at least 1")
+        policy = policy or RetryPolicy()
+        consumer = await self.consumer(
+            topics, group=group, start=start, prefetch=prefetch or max(concurrency * 4, 16),
+            max_attempts=policy.max_attempts,
+        )
+        decode = None if into is None else (lambda m: self.decode(m, into))
+        return Subscription(
+            consumer, handler, policy=policy, concurrency=concurrency,
+            idempotency=idempotency, breaker=breaker, on_dead_letter=on_dead_letter,
+            poison_threshold=poison_threshold, decode=decode,
+        ).start()
 
     def decode(self, delivery: Delivery | Message, into: type[Any] | None = None) -> Any:
         """The body as an object, decoded by its content type (bytes stay bytes)."""

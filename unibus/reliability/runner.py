@@ -1,0 +1,210 @@
+"""The handler runner behind ``bus.subscribe``: bounded concurrency, settle every delivery,
+apply the retry policy, idempotency, poison detection and the circuit breaker.
+
+A fixed pool of ``concurrency`` worker tasks pulls from one consumer, so there is no task per
+message and at most ``concurrency`` handlers run at once. Every delivery is settled exactly
+once: ack on success (and on a recognised duplicate), nack with the policy's delay on a
+transient failure, dead-letter on a permanent one, when the budget is spent, or when the
+message is poison.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import inspect
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from unibus import deadletter
+from unibus.errors import ClosedError, OperationTimeoutError, UnibusError
+from unibus.message import Message
+from unibus.protocols import Consumer, Delivery
+from unibus.reliability.breaker import CircuitBreaker
+from unibus.reliability.idempotency import FailureRecord, IdempotencyStore
+from unibus.reliability.policy import RetryPolicy
+
+__all__ = ["DeadLetterEvent", "Subscription", "SubscriptionStats"]
+
+log = logging.getLogger("unibus.runner")
+
+Handler = Callable[[Any], Awaitable[None]]
+
+
+@dataclasses.dataclass(slots=True)
+class SubscriptionStats:
+    processed: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    duplicates: int = 0
+    poison: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeadLetterEvent:
+    """What the alert hook receives when a message is dead-lettered."""
+
+    topic: str
+    group: str | None
+    message: Message
+    reason: str
+    attempts: int
+    error: BaseException | None
+
+
+AlertHook = Callable[[DeadLetterEvent], Any]
+
+
+class Subscription:
+    """A running handler; stop it with :meth:`stop` (drains in-flight work)."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        handler: Handler,
+        *,
+        policy: RetryPolicy,
+        concurrency: int = 8,
+        idempotency: IdempotencyStore | None = None,
+        breaker: CircuitBreaker | None = None,
+        on_dead_letter: AlertHook | None = None,
+        poison_threshold: int | None = None,
+        decode: Callable[[Message], Any] | None = None,
+        lease: float = 300.0,
+    ) -> None:
+        self.consumer = consumer
+        self.handler = handler
+        self.policy = policy
+        self.concurrency = concurrency
+        self.idempotency = idempotency
+        self.breaker = breaker
+        self.on_dead_letter = on_dead_letter
+        self.poison_threshold = poison_threshold
+        self.decode = decode
+        self.lease = lease
+        self.stats = SubscriptionStats()
+        self._workers: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def start(self) -> Subscription:
+        loop = asyncio.get_running_loop()
+        self._workers = [loop.create_task(self._work()) for _ in range(self.concurrency)]
+        return self
+
+    async def stop(self, drain_timeout: float = 30.0) -> None:
+        """Stop taking messages, let running handlers finish, close the consumer."""
+        self._stopping = True
+        await self.consumer.close(drain_timeout=drain_timeout)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- workers ----------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while not self._stopping:
+            if self.breaker is not None:
+                await self.breaker.acquire()
+            try:
+                delivery = await self.consumer.receive(timeout=1.0)
+            except OperationTimeoutError:
+                if self.breaker is not None:
+                    self.breaker.give_back()
+                continue
+            except ClosedError:
+                return
+            await self._process(delivery)
+
+    async def _process(self, delivery: Delivery) -> None:
+        message = delivery.message
+        key = f"{delivery.group or ''}:{message.id}"
+        store = self.idempotency
+        if store is not None:
+            claim = await store.claim(key, self.lease)
+            if claim == "done":
+                self.stats.duplicates += 1
+                await self._settle(delivery.ack())
+                return
+            if claim == "busy":
+                await self._settle(delivery.nack(delay=min(self.lease, 5.0)))
+                return
+        try:
+            argument = self.decode(message) if self.decode is not None else message
+            await self.handler(argument)
+        except Exception as error:
+            await self._failed(delivery, key, error)
+            return
+        if store is not None:
+            await store.complete(key)
+        self.stats.processed += 1
+        if self.breaker is not None:
+            await self.breaker.record_success()
+        await self._settle(delivery.ack())
+
+    async def _failed(self, delivery: Delivery, key: str, error: Exception) -> None:
+        self.stats.failed += 1
+        record: FailureRecord | None = None
+        if self.idempotency is not None:
+            await self.idempotency.release(key)
+            record = await self.idempotency.record_failure(key)
+        action, delay = self.policy.next_step(error, delivery.attempt)
+        reason = f"{type(error).__name__}: {error}"
+        if (self.poison_threshold is not None and record is not None
+                and record.count >= self.poison_threshold):
+            self.stats.poison += 1
+            action, reason = "dead_letter", f"poison message: failed {record.count} times; {reason}"
+        elif action == "dead_letter" and self.policy.classify(error) == "transient":
+            reason = f"gave up after {delivery.attempt} attempts; {reason}"
+        if self.breaker is not None and self.policy.classify(error) == "transient":
+            await self.breaker.record_failure()
+        if action == "retry":
+            self.stats.retried += 1
+            await self._settle(delivery.nack(delay=delay))
+            return
+        await self._dead_letter(delivery, reason, error, record)
+
+    async def _dead_letter(self, delivery: Delivery, reason: str, error: BaseException,
+                           record: FailureRecord | None) -> None:
+        now = datetime.now(UTC).isoformat()
+        first = (datetime.fromtimestamp(record.first, UTC).isoformat()
+                 if record is not None else delivery.message.headers.get(
+                     deadletter.FIRST_FAILURE, now))
+        summary = "".join(traceback.format_exception(error, limit=-3)[-4:])[-900:]
+        context = {
+            deadletter.ERROR_TYPE: f"{type(error).__module__}.{type(error).__qualname__}",
+            deadletter.TRACEBACK: summary,
+            deadletter.FIRST_FAILURE: first,
+            deadletter.LAST_FAILURE: now,
+        }
+        # The backend builds the dead letter from delivery.message: give it the context.
+        delivery.message = delivery.message.with_headers(**context)
+        self.stats.dead_lettered += 1
+        log.error("dlq_send topic=%s id=%s attempts=%d reason=%s", delivery.topic,
+                  delivery.message.id, delivery.attempt, reason)
+        await self._settle(delivery.dead_letter(reason))
+        if self.on_dead_letter is not None:
+            event = DeadLetterEvent(delivery.topic, delivery.group, delivery.message, reason,
+                                    delivery.attempt, error)
+            try:
+                result = self.on_dead_letter(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("dead-letter alert hook failed")
+
+    async def _settle(self, settling: Awaitable[None]) -> None:
+        # A settlement that fails leaves the message with the broker: it comes back.
+        with contextlib.suppress(UnibusError):
+            await settling
