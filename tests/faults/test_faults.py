@@ -1,0 +1,177 @@
+"""Fault tests: broker SIGKILLs, a consumer SIGKILL, poison messages; nothing acknowledged
+may be lost, and with the idempotent consumer nothing is processed twice.
+
+For each target: 20 concurrent publishers send 10,000 messages (5% poison). The broker is
+killed (SIGKILL) and restarted through the launcher at 1/3 and 1/2 of the run; the consumer
+process is SIGKILLed mid-run and started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import uuid
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+import unibus
+from unibus import deadletter
+from unibus.topology import TopicSpec
+
+from .targets import TARGETS, Target
+
+TOTAL = int(os.environ.get("UNIBUS_FAULT_MESSAGES", "10000"))
+PUBLISHERS = 20
+POISON_EVERY = 20  # 5%
+WORKER = Path(__file__).with_name("worker.py")
+
+
+class Worker:
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.args = args
+        self.env = env
+        self.proc: asyncio.subprocess.Process | None = None
+        self.stats: dict[str, int] = {}
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(WORKER), *self.args, env={**os.environ, **self.env},
+            stdout=asyncio.subprocess.PIPE)
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 120)
+        assert line.strip() == b"ready", line
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+
+    async def stop(self) -> None:
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out = await asyncio.wait_for(self.proc.stdout.read(), 120)
+        await self.proc.wait()
+        for line in out.decode().splitlines():
+            if line.startswith("stats "):
+                self.stats = json.loads(line[6:])
+
+
+async def restart_broker(target: Target) -> None:
+    if target.broker is None:
+        return
+    from unibus.devstack import DevStack
+
+    await asyncio.to_thread(DevStack().restart, target.broker, kill=True)
+
+
+async def publish_until_acked(bus: unibus.Bus, topic: str, message: unibus.Message) -> int:
+    """Publish, retrying the same message (same id) while the broker is down."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 180
+    failures = 0
+    while True:
+        try:
+            await bus.publish(topic, message)
+            return failures
+        except (unibus.ConnectionFailedError, unibus.PublishError,
+                unibus.OperationTimeoutError, unibus.ConsumeError):
+            failures += 1
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)  # back off while the broker restarts
+
+
+async def count_effects(store: Path) -> dict[str, int]:
+    async with aiosqlite.connect(store, timeout=30) as db:
+        await db.execute("CREATE TABLE IF NOT EXISTS effects (id TEXT, poison INTEGER)")
+        async with db.execute("SELECT id, COUNT(*) FROM effects GROUP BY id") as cur:
+            return {row[0]: row[1] for row in await cur.fetchall()}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+@pytest.mark.parametrize("target", TARGETS, ids=[t.name for t in TARGETS])
+async def test_nothing_acknowledged_is_lost_under_faults(target: Target, tmp_path: Path) -> None:
+    url = target.url.replace("{tmp}", str(tmp_path))
+    options = dict(target.options)
+    topic, group = f"fault-{uuid.uuid4().hex[:8]}", "fulfilment"
+    store = tmp_path / "consumer.db"
+    worker_args = [url, topic, group, str(store), json.dumps(options)]
+    async with unibus.connect(url, **options) as bus:
+        await bus.provision(TopicSpec(name=topic, groups=(group,), partitions=4, max_attempts=3))
+        worker = Worker(worker_args, {})
+        await worker.start()
+        messages = [
+            unibus.Message(body=f"order-{i}".encode(), key=f"customer-{i % 97}",
+                           headers={"poison": "1" if i % POISON_EVERY == 0 else "0"})
+            for i in range(TOTAL)
+        ]
+        acked: set[str] = set()
+        publish_retries = 0
+        milestones = {TOTAL // 3: "broker", TOTAL // 2: "broker", (TOTAL * 3) // 5: "consumer"}
+        faults: list[asyncio.Task[None]] = []
+
+        async def inject(kind: str) -> None:
+            if kind == "broker":
+                await restart_broker(target)
+            else:
+                worker.kill()
+                await worker.proc.wait()  # type: ignore[union-attr]
+                await worker.start()
+
+        async def publisher(n: int) -> None:
+            nonlocal publish_retries
+            for message in messages[n::PUBLISHERS]:
+                publish_retries += await publish_until_acked(bus, topic, message)
+                acked.add(message.id)
+                kind = milestones.pop(len(acked), None)
+                if kind is not None:
+                    faults.append(asyncio.create_task(inject(kind)))
+
+        await asyncio.gather(*(publisher(n) for n in range(PUBLISHERS)))
+        await asyncio.gather(*faults)
+        poison = {m.id for m in messages if m.headers["poison"] == "1"}
+        healthy = acked - poison
+        dlq = bus.dead_letter_queue(topic, group)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 600
+        while True:
+            effects = await count_effects(store)
+            dead = {d.message.id: d for d in await dlq.list(limit=TOTAL)}
+            if healthy <= set(effects) and poison <= set(dead):
+                break
+            if loop.time() > deadline:
+                pytest.fail(f"lost {len(healthy - set(effects))} acknowledged messages; "
+                            f"{len(poison - set(dead))} poison messages not dead-lettered")
+            await asyncio.sleep(1)  # polling the consumer's progress
+        await worker.stop()
+        duplicates = {i: n for i, n in effects.items() if n > 1}
+        assert not duplicates, f"processed more than once: {len(duplicates)}"
+        for letter in dead.values():
+            assert letter.attempts == 3, letter
+            assert letter.message.headers[deadletter.ERROR_TYPE].endswith("ValueError")
+            assert letter.original_topic == topic
+
+        fixed = Worker(worker_args, {"UNIBUS_FAULT_FIXED": "1"})
+        await fixed.start()
+        assert await dlq.replay() == len(poison)
+        while not poison <= set(await count_effects(store)):
+            assert loop.time() < deadline + 300, "replayed poison messages not processed"
+            await asyncio.sleep(0.5)  # polling the consumer's progress
+        await fixed.stop()
+        effects = await count_effects(store)
+        assert all(effects[i] == 1 for i in poison)
+        with contextlib.suppress(unibus.UnibusError):
+            await bus.delete_topic(topic)
+    print(f"\nfaults[{target.name}] published={TOTAL} acked={len(acked)} "
+          f"publish_retries={publish_retries} consumed={len(healthy)} "
+          f"dead_lettered={len(poison)} replayed={len(poison)} "
+          f"duplicates_suppressed={worker.stats.get('duplicates', 'n/a (killed)')} "
+          f"retried={worker.stats.get('retried')} lost=0")
