@@ -1,0 +1,48 @@
+"""The ``unibus`` command: one Typer app; each command lives in its own module."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from unibus.cli import capabilities, config, consume, demo, publish
+from unibus.cli.failures import fail
+from unibus.errors import UnibusError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="unibus",
+    help="One producer / consumer / dead-letter interface over many brokers.\n\n"
+         "Exit status: 0 ok, 1 unibus refused or failed (the message says why), 2 usage error.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(capabilities.capabilities)
+app.command()(publish.publish)
+app.command()(consume.consume)
+app.command()(demo.demo)
+app.add_typer(config.app, name="config")
+
+
+def _mount_dev() -> None:
+    """``unibus dev``: the local broker launcher, when its module imports."""
+    try:
+        devstack = importlib.import_module("unibus.devstack.cli")
+    except ImportError:
+        return
+    dev = getattr(devstack, "app", None)
+    if isinstance(dev, typer.Typer):
+        app.add_typer(dev, name="dev", help="Start, stop and inspect local brokers.")
+
+
+_mount_dev()
+
+
+def main() -> None:
+    """Entry point of the ``unibus`` script."""
+    try:
+        app()
+    except UnibusError as exc:  # from a mounted command that does not report its own
+        fail(str(exc) or type(exc).__name__)
