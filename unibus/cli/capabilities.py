@@ -14,21 +14,44 @@ from unibus.cli.matrix import Matrix, collect, column_for
 from unibus.cli.params import pairs
 from unibus.docs_gen import markdown_matrix
 
-__all__ = ["capabilities", "rich_matrix"]
+__all__ = ["capabilities", "rich_tables"]
 
 
-def rich_matrix(matrix: Matrix) -> Table:
-    """One column per backend variant, one row per capability."""
-    table = Table(title="unibus capabilities", header_style="bold", title_justify="left")
-    table.add_column("capability", style="bold")
-    for column in matrix.columns:
-        table.add_column(escape(column.label))
-    if matrix.columns:
-        rows = [dict(c.capabilities.rows()) for c in matrix.columns]
-        for dimension, _ in matrix.columns[0].capabilities.rows():
-            cells = [_styled(r[dimension]) for r in rows]
-            table.add_row(dimension, *cells)
-    return table
+def rich_tables(matrix: Matrix, width: int) -> list[Table]:
+    """The matrix as tables of at most ``width`` characters: one column per backend variant,
+    one row per capability, split across several tables when the terminal is narrow."""
+    if not matrix.columns:
+        return []
+    values = [dict(c.capabilities.rows()) for c in matrix.columns]
+    dimensions = list(values[0])
+    first = max(len(d) for d in dimensions) + 3
+
+    def needed(i: int) -> int:
+        longest = max(len(v) for v in values[i].values())
+        return min(max(longest, len(matrix.columns[i].label)), _MAX_CELL) + 3
+
+    chunks: list[list[int]] = [[]]
+    used = first + 1
+    for i in range(len(matrix.columns)):
+        if chunks[-1] and used + needed(i) > width:
+            chunks.append([])
+            used = first + 1
+        chunks[-1].append(i)
+        used += needed(i)
+    tables = []
+    for n, chunk in enumerate(chunks):
+        title = "unibus capabilities" + (f" ({n + 1}/{len(chunks)})" if len(chunks) > 1 else "")
+        table = Table(title=title, header_style="bold", title_justify="left")
+        table.add_column("capability", style="bold", no_wrap=True)
+        for i in chunk:
+            table.add_column(escape(matrix.columns[i].label), max_width=_MAX_CELL)
+        for dimension in dimensions:
+            table.add_row(dimension, *(_styled(values[i][dimension]) for i in chunk))
+        tables.append(table)
+    return tables
+
+
+_MAX_CELL = 24
 
 
 def _styled(value: str) -> str:
@@ -60,8 +83,8 @@ def capabilities(
         typer.echo(markdown_matrix(matrix), nl=False)
         return
     console = Console(highlight=False)
-    if matrix.columns:
-        console.print(rich_matrix(matrix))
+    for table in rich_tables(matrix, console.width):
+        console.print(table)
     if reasons:
         for labels, dimension, why in matrix.limitations():
             console.print(

@@ -41,7 +41,8 @@ def demo(
     bars: dict[str, TaskID] = {}
 
     def observe(pipeline: Pipeline) -> None:
-        if not bars:
+        if not bars:  # started on the first event, so a refusal prints only its error
+            progress.start()
             for name in ("placed", "validation", "payment", "fulfilment", "notification"):
                 bars[name] = progress.add_task(name, total=None, note="")
         v, p, f, n = pipeline.stages
@@ -56,9 +57,12 @@ def demo(
         events = pipeline.published + len(v.succeeded) + len(p.succeeded) + len(f.succeeded)
         progress.update(bars["notification"], completed=len(n.succeeded), total=events or None)
 
-    with progress:
+    try:
         report = asyncio.run(run_demo(url, orders=orders, seed=seed, observer=observe,
                                       timeout=timeout))
+    finally:
+        if bars:
+            progress.stop()
     for table in summary_tables(report):
         console.print(table)
 

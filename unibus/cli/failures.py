@@ -26,7 +26,8 @@ stderr = Console(stderr=True, highlight=False)
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` as one red line and exit with ``code``."""
-    stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    line = " ".join(message.split())  # e.g. YAML parse errors span several lines
+    stderr.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
