@@ -1,0 +1,281 @@
+"""JetStream consumers: pull subscriptions on durable (group) or ephemeral consumers.
+
+Each topic gets a pull subscription and a fetch task that asks for at most ``prefetch`` minus
+what is still unsettled, in batches, with a short long-poll. Settlement maps onto JetStream
+acks: ack -> +ACK (or a confirmed ack with ``double_ack``), nack(delay) -> -NAK with delay,
+dead_letter -> publish to the DLQ stream, then +TERM. While a delivery is unsettled, a
+heartbeat task sends +WPI (in progress) so long handlers are not redelivered after ack_wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from unibus.base import BaseConsumer, BaseDelivery
+from unibus.capabilities import Capabilities
+from unibus.errors import ConfigError, InvalidMessageError
+from unibus.message import Message
+from unibus.positions import Position
+from unibus.protocols import StartAt
+from unibus_nats import _names
+from unibus_nats._dead_letters import DeadLetterWriter
+from unibus_nats._errors import boundary, is_transient
+from unibus_nats._options import NATSOptions
+from unibus_nats._topology import Topology
+from unibus_nats._wire import from_nats
+
+__all__ = ["JetStreamConsumer", "NATSDelivery"]
+
+log = logging.getLogger("unibus.nats")
+
+
+class NATSDelivery(BaseDelivery):
+    __slots__ = ()
+
+    async def in_progress(self) -> None:
+        """Tell the server the handler is still working: resets the ack_wait timer.
+        The consumer already does this periodically for every unsettled delivery."""
+        msg: Msg = self.raw
+        with boundary("settle", "in-progress ack"):
+            await msg.in_progress()
+
+
+class _Pull:
+    """One topic's JetStream consumer and the pull subscription bound to it."""
+
+    def __init__(self, topic: str, consumer: str, durable: bool) -> None:
+        self.topic = topic
+        self.stream = _names.stream_name(topic)
+        self.consumer = consumer
+        self.durable = durable
+        self.sub: JetStreamContext.PullSubscription | None = None
+        self.task: asyncio.Task[None] | None = None
+
+
+class JetStreamConsumer(BaseConsumer):
+    backend_name = "nats"
+
+    def __init__(
+        self,
+        topics: Sequence[str],
+        group: str | None,
+        *,
+        capabilities: Capabilities,
+        prefetch: int,
+        max_attempts: int | None,
+        nc: Client,
+        js: JetStreamContext,
+        topology: Topology,
+        writer: DeadLetterWriter,
+        options: NATSOptions,
+    ) -> None:
+        super().__init__(topics, group, capabilities=capabilities, prefetch=prefetch,
+                         max_attempts=max_attempts)
+        self.nc = nc
+        self.js = js
+        self.topology = topology
+        self.writer = writer
+        self.options = options
+        self._pulls: list[_Pull] = []
+        self._outstanding: set[BaseDelivery] = set()  # fetched, not settled or released
+        self._room = asyncio.Event()
+        self._stopping = False
+
+    # -- setup ------------------------------------------------------------------------------
+
+    async def start(self, start: StartAt | None) -> None:
+        """Create (or join) the consumers; afterwards every new message reaches us."""
+        for topic in self.topics:
+            _names.subject(topic)
+        try:
+            for topic in self.topics:
+                if self.group is not None:
+                    name = await self.topology.ensure_consumer(
+                        topic, self.group, start=self._start_for(topic, start),
+                        max_attempts=self.max_attempts)
+                    pull = _Pull(topic, name, durable=True)
+                else:
+                    pull = _Pull(topic, f"unibus-{uuid.uuid4().hex[:16]}", durable=False)
+                    await self._create(pull, self._start_for(topic, start))
+                self._pulls.append(pull)
+                await self._bind(pull)
+        except BaseException:
+            await self._finish()
+            raise
+        for pull in self._pulls:
+            self._run(pull)
+        self._spawn(self._heartbeat())
+
+    def _start_for(self, topic: str, start: StartAt | None) -> StartAt | None:
+        if isinstance(start, Position) and start.topic != topic:
+            return None
+        return start
+
+    async def _create(self, pull: _Pull, start: StartAt | None) -> None:
+        config = self.topology.consumer_config(
+            pull.topic, pull.consumer, durable=pull.durable, start=start,
+            max_attempts=self.max_attempts)
+        await self.topology.create_consumer(pull.topic, config)
+
+    async def _bind(self, pull: _Pull) -> None:
+        with boundary("consume", f"subscribing to {pull.topic!r}"):
+            pull.sub = await self.js.pull_subscribe_bind(
+                consumer=pull.consumer, stream=pull.stream,
+                pending_msgs_limit=max(self.prefetch * 4, 1024))
+
+    def _run(self, pull: _Pull) -> None:
+        pull.task = self._spawn(self._fetch_loop(pull))
+
+    # -- fetching ---------------------------------------------------------------------------
+
+    async def _fetch_loop(self, pull: _Pull) -> None:
+        failures = 0
+        while not self._stopping:
+            room = self.prefetch - len(self._outstanding)
+            if room <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            assert pull.sub is not None
+            try:
+                msgs = await pull.sub.fetch(room, timeout=self.options.fetch_timeout)
+            except TimeoutError:
+                failures = 0
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the client reconnects by itself; keep asking
+                if self._stopping:
+                    return
+                failures += 1
+                if not is_transient(exc):
+                    log.warning("fetching from %s failed (%r); retrying", pull.topic, exc)
+                await asyncio.sleep(min(0.1 * failures, 2.0))  # back off while reconnecting
+                continue
+            failures = 0
+            for msg in msgs:
+                self._deliver(pull, msg)
+
+    def _deliver(self, pull: _Pull, msg: Msg) -> None:
+        metadata = msg.metadata
+        try:
+            message = from_nats(msg.data, msg.headers)
+        except InvalidMessageError:
+            message = Message(body=msg.data)  # a foreign producer's unusable headers
+        delivery = NATSDelivery(
+            self, message, topic=pull.topic, attempt=metadata.num_delivered,
+            position=Position(pull.topic, metadata.sequence.stream), raw=msg)
+        self._outstanding.add(delivery)
+        self._push(delivery)
+
+    async def _heartbeat(self) -> None:
+        period = min([self.options.ack_wait, *self.options.backoff]) / 3
+        while True:
+            await asyncio.sleep(max(period, 0.05))  # periodic work, not synchronisation
+            for delivery in list(self._outstanding):
+                if not delivery.settled:
+                    with contextlib.suppress(Exception):
+                        await delivery.raw.in_progress()
+
+    def _forget(self, delivery: BaseDelivery) -> None:
+        self._outstanding.discard(delivery)
+        self._room.set()
+
+    # -- settlement hooks -------------------------------------------------------------------
+
+    async def _ack(self, delivery: BaseDelivery) -> None:
+        msg: Msg = delivery.raw
+        try:
+            with boundary("settle", f"acking {delivery.message.id}"):
+                if self.options.double_ack:
+                    await msg.ack_sync(timeout=self.options.publish_timeout)
+                else:
+                    await msg.ack()
+        finally:
+            self._forget(delivery)
+
+    async def _nack(self, delivery: BaseDelivery, delay: float) -> None:
+        msg: Msg = delivery.raw
+        try:
+            with boundary("settle", f"nacking {delivery.message.id}"):
+                await msg.nak(delay=delay or None)
+        finally:
+            self._forget(delivery)
+
+    async def _dead_letter(self, delivery: BaseDelivery, reason: str) -> None:
+        msg: Msg = delivery.raw
+        try:
+            await self.writer.write(
+                delivery.topic, self.group, delivery.message, reason=reason,
+                attempts=delivery.attempt, sequence=msg.metadata.sequence.stream)
+            with boundary("settle", f"terminating {delivery.message.id}"):
+                await msg.term()
+        finally:
+            self._forget(delivery)
+
+    async def _release(self, deliveries: list[BaseDelivery]) -> None:
+        for delivery in deliveries:
+            self._forget(delivery)
+            with contextlib.suppress(Exception):  # lost connection: ack_wait redelivers
+                await delivery.raw.nak()
+
+    # -- replay -----------------------------------------------------------------------------
+
+    async def _seek(self, to: StartAt) -> None:
+        if isinstance(to, Position) and to.topic not in self.topics:
+            raise ConfigError(f"{to!r} is not in the topics of this consumer {self.topics}")
+        await self._pause()
+        for stale in self._take_buffered():
+            self._outstanding.discard(stale)
+        for pull in self._pulls:
+            if isinstance(to, Position) and to.topic != pull.topic:
+                continue
+            # A consumer's start cannot move: recreate it (the group's other members
+            # keep pulling from the same name).
+            await self._unbind(pull)
+            await self.topology.delete_consumer(pull.topic, pull.consumer)
+            await self._create(pull, to)
+            await self._bind(pull)
+        self._stopping = False
+        for pull in self._pulls:
+            self._run(pull)
+
+    async def _pause(self) -> None:
+        self._stopping = True
+        self._room.set()
+        tasks = [p.task for p in self._pulls if p.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _unbind(self, pull: _Pull) -> None:
+        if pull.sub is not None:
+            with contextlib.suppress(Exception):
+                await pull.sub.unsubscribe()
+            pull.sub = None
+
+    # -- closing ----------------------------------------------------------------------------
+
+    async def _stop_fetching(self) -> None:
+        await self._pause()
+
+    async def _finish(self) -> None:
+        for pull in self._pulls:
+            await self._unbind(pull)
+            if not pull.durable:
+                with contextlib.suppress(Exception):
+                    await self.topology.delete_consumer(pull.topic, pull.consumer)
+        with contextlib.suppress(Exception):  # acks are on the wire before we return
+            await self.nc.flush(timeout=max(1, int(self.options.publish_timeout)))
+
+    def __repr__(self) -> str:
+        return f"<JetStreamConsumer topics={self.topics} group={self.group}>"
+
+

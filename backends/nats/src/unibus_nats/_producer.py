@@ -1,0 +1,159 @@
+"""Producers: JetStream (acknowledged, deduplicated, pipelined) and core NATS (fire and
+forget, flushed)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext, api
+
+from unibus.base import check_size
+from unibus.capabilities import Capabilities
+from unibus.errors import CapabilityError, ClosedError, OperationTimeoutError, PublishError
+from unibus.message import Message, Receipt
+from unibus_nats import _names
+from unibus_nats._errors import boundary
+from unibus_nats._options import NATSOptions
+from unibus_nats._topology import Topology
+from unibus_nats._wire import to_nats
+
+__all__ = ["CoreProducer", "JetStreamProducer"]
+
+
+class _Producer:
+    def __init__(self, capabilities: Capabilities, options: NATSOptions) -> None:
+        self.capabilities = capabilities
+        self.options = options
+        self._closed = False
+
+    def _check(self, messages: Sequence[Message], delay: float | None) -> None:
+        if self._closed:
+            raise ClosedError("the producer is closed")
+        if delay:
+            raise CapabilityError(f"delay={delay}", self.capabilities.reason("delayed_delivery"),
+                                  backend="nats")
+        for message in messages:
+            check_size(message, self.capabilities.max_message_size, "nats")
+
+
+class JetStreamProducer(_Producer):
+    """Publishes into the topic's stream; each publish returns once its PubAck arrived."""
+
+    def __init__(
+        self, js: JetStreamContext, topology: Topology, capabilities: Capabilities,
+        options: NATSOptions,
+    ) -> None:
+        super().__init__(capabilities, options)
+        self.js = js
+        self.topology = topology
+
+    async def publish(
+        self, topic: str, message: Message, *, delay: float | None = None,
+        msg_id: str | None = None,
+    ) -> Receipt:
+        """``msg_id`` replaces the message id as the deduplication id (DLQ replay)."""
+        self._check([message], delay)
+        subject = _names.subject(topic)
+        for attempt in (1, 2):
+            stream = await self.topology.ensure(topic)
+            with boundary("publish", f"publishing to {topic!r}"):
+                try:
+                    ack = await self.js.publish(
+                        subject, message.body, timeout=self.options.publish_timeout,
+                        stream=stream, headers=to_nats(message, msg_id=msg_id),
+                    )
+                except nats.js.errors.NoStreamResponseError:
+                    if attempt == 2:
+                        raise
+                    self.topology.forget(topic)  # deleted behind our back: look again
+                    continue
+            return _receipt(topic, message, ack)
+        raise AssertionError("unreachable")
+
+    async def publish_many(
+        self, topic: str, messages: Sequence[Message], *, delay: float | None = None
+    ) -> list[Receipt]:
+        self._check(messages, delay)
+        if not messages:
+            return []
+        subject = _names.subject(topic)
+        stream = await self.topology.ensure(topic)
+        futures: list[asyncio.Future[api.PubAck]] = []
+        try:
+            with boundary("publish", f"publishing {len(messages)} messages to {topic!r}"):
+                for message in messages:
+                    futures.append(await self.js.publish_async(
+                        subject, message.body, wait_stall=self.options.publish_timeout,
+                        stream=stream, headers=to_nats(message),
+                    ))
+                done, pending = await asyncio.wait(futures, timeout=self.options.publish_timeout)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        for future in pending:
+            future.cancel()
+        receipts: list[Receipt] = []
+        failure: BaseException | None = None
+        for message, future in zip(messages, futures, strict=False):
+            if future in done and future.exception() is None:
+                receipts.append(_receipt(topic, message, future.result()))
+            elif failure is None:
+                failure = future.exception() if future in done else OperationTimeoutError(
+                    f"no PubAck within {self.options.publish_timeout}s")
+        if failure is not None or len(receipts) < len(messages):
+            if isinstance(failure, nats.js.errors.NoStreamResponseError):
+                self.topology.forget(topic)
+            error = PublishError(
+                f"{len(messages) - len(receipts)} of {len(messages)} messages to {topic!r} "
+                f"were not acknowledged: {failure!r}; publishing them again is safe "
+                "(deduplicated by message id)")
+            error.receipts = receipts  # type: ignore[attr-defined]
+            raise error from failure
+        return receipts
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.js.publish_async_pending():
+            # On timeout their publishers already got (or will get) a PublishError.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.js.publish_async_completed(),
+                                       self.options.publish_timeout)
+
+
+class CoreProducer(_Producer):
+    """Core NATS: at most once; returns once the server has read the message (flush)."""
+
+    def __init__(self, nc: Client, capabilities: Capabilities, options: NATSOptions) -> None:
+        super().__init__(capabilities, options)
+        self.nc = nc
+
+    async def publish(
+        self, topic: str, message: Message, *, delay: float | None = None
+    ) -> Receipt:
+        return (await self.publish_many(topic, [message], delay=delay))[0]
+
+    async def publish_many(
+        self, topic: str, messages: Sequence[Message], *, delay: float | None = None
+    ) -> list[Receipt]:
+        self._check(messages, delay)
+        subject = _names.subject(topic)
+        with boundary("publish", f"publishing to {topic!r}"):
+            for message in messages:
+                await self.nc.publish(subject, message.body, headers=to_nats(message))
+            await self.nc.flush(timeout=max(1, int(self.options.publish_timeout)))
+        return [Receipt(topic=topic, message_id=m.id) for m in messages]
+
+    async def close(self) -> None:
+        self._closed = True
+
+
+def _receipt(topic: str, message: Message, ack: api.PubAck) -> Receipt:
+    return Receipt(topic=topic, message_id=message.id, sequence=ack.seq,
+                   broker_id=f"{ack.stream}:{ack.seq}", duplicate=bool(ack.duplicate))
