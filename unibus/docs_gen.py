@@ -1,10 +1,10 @@
 """Generate the capability tables in the docs from the backends' declarations.
 
 ``uv run python -m unibus.docs_gen`` rewrites ``docs/capabilities.md``, the README section
-between ``<!-- capabilities:start -->`` and ``<!-- capabilities:end -->``, and, in any page
-under ``docs/``, the section between ``<!-- capabilities:NAME:start -->`` and
-``<!-- capabilities:NAME:end -->`` with backend NAME's own table. ``--check`` changes nothing
-and exits 1 listing the stale files (the drift check the tests run).
+between ``<!-- capabilities:start -->`` and ``<!-- capabilities:end -->`` (the table alone), and,
+in any page under ``docs/``, the section between ``<!-- capabilities:NAME:start -->`` and
+``<!-- capabilities:NAME:end -->`` with backend NAME's own table and reasons. ``--check``
+changes nothing and exits 1 listing the stale files (the drift check the tests run).
 """
 
 from __future__ import annotations
@@ -38,11 +38,12 @@ _MARKERS = re.compile(
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return text.replace("|", "\\|").replace("\n", " ") or "—"
 
 
-def markdown_matrix(matrix: Matrix) -> str:
-    """The matrix as a markdown table, then why each backend lacks what it lacks."""
+def markdown_matrix(matrix: Matrix, *, reasons: bool = True) -> str:
+    """The matrix as a markdown table, then (``reasons``) why each backend lacks what it
+    lacks."""
     if not matrix.columns:
         lines = ["_No backend is installed._", ""]
     else:
@@ -54,10 +55,9 @@ def markdown_matrix(matrix: Matrix) -> str:
             cells = [dimension, *(_cell(t[dimension]) for t in table)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    limits = _limitations(matrix)
+    limits = _limitations(matrix) if reasons else []
     if limits:
-        lines += ["Why a backend lacks or limits a capability:", "",
-                  "| backend | capability | why |", "| --- | --- | --- |", *limits, ""]
+        lines += ["Why a backend lacks or limits a capability:", "", *limits]
     for missing in matrix.unavailable:
         lines.append(f"- `{missing.backend}` did not load: {_cell(str(missing))}")
     if matrix.unavailable:
@@ -66,11 +66,25 @@ def markdown_matrix(matrix: Matrix) -> str:
 
 
 def _limitations(matrix: Matrix) -> list[str]:
-    return [
-        f"| {', '.join(f'`{label}`' for label in labels)} | {dimension.replace('_', ' ')} "
-        f"| {_cell(reason)} |"
-        for labels, dimension, reason in matrix.limitations()
-    ]
+    """Per backend, a table of what it lacks or limits and why (with the modes concerned
+    when a backend has several and the reason applies to only some)."""
+    lines: list[str] = []
+    for backend in matrix.backends():
+        modes = [c.label for c in matrix.columns if c.backend == backend]
+        rows = [r for r in matrix.limitations() if r[0][0] in modes]
+        if not rows:
+            continue
+        several = len(modes) > 1
+        lines += [f"**{backend}**", ""]
+        lines.append("| capability | modes | why |" if several else "| capability | why |")
+        lines.append("| --- | --- | --- |" if several else "| --- | --- |")
+        for labels, dimension, reason in rows:
+            where = "all" if len(labels) == len(modes) else ", ".join(
+                f"`{label}`" for label in labels)
+            cells = [dimension.replace("_", " "), *([where] if several else []), _cell(reason)]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def capabilities_page(matrix: Matrix) -> str:
@@ -105,7 +119,8 @@ def splice(text: str, matrix: Matrix) -> str:
         if name is not None and not part.columns and not part.unavailable:
             body = f"_No installed backend is named `{name}`._\n"
         else:
-            body = markdown_matrix(part)
+            # The whole matrix (README) stays a table; one backend's page gets its reasons.
+            body = markdown_matrix(part, reasons=name is not None)
         return f"{match.group(1)}{body}{match.group(4)}"
 
     return _MARKERS.sub(replace, text)

@@ -87,9 +87,11 @@ def capabilities(
         console.print(table)
     if reasons:
         for labels, dimension, why in matrix.limitations():
-            console.print(
-                f"[bold]{escape(', '.join(labels))}[/] {dimension.replace('_', ' ')}: "
-                f"{escape(why)}", soft_wrap=True)
+            backend = next(c.backend for c in matrix.columns if c.label == labels[0])
+            modes = sum(1 for c in matrix.columns if c.backend == backend)
+            where = backend if len(labels) == modes else ", ".join(labels)
+            console.print(f"[bold]{escape(where)}[/] {dimension.replace('_', ' ')}: "
+                          f"{escape(why)}", soft_wrap=True)
     for missing in matrix.unavailable:
         console.print(f"[yellow]{escape(missing.backend)}[/]: {escape(str(missing))}",
                       soft_wrap=True)
