@@ -88,3 +88,21 @@ def test_readme_quick_start_runs(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["billing order 42 attempt 1", "[]"]
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_orders_example_runs(tmp_path: Path, url: str) -> None:
+    env = {**os.environ, "UNIBUS_URL": url if url != "sqlite" else
+           f"sqlite:///{tmp_path}/orders.db"}
+    env.pop("UNIBUS_CONFIG", None)
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "orders" / "pipeline.py")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    fulfilled, notifications, invalid, declined = done.stdout.splitlines()
+    assert fulfilled == "fulfilled: order-1, order-3, order-5"
+    assert notifications == "notifications sent: 15"
+    assert invalid == ("dead letter: order-2 from orders.placed after 1 attempt(s): "
+                       "quantity -1 is not positive")
+    # The reason is the backend's own (the retry budget ran out).
+    assert declined.startswith("dead letter: order-4 from orders.validated after 3 attempt(s)")
