@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from unibus.cli.demo import redacted
 from unibus.demo import generate_orders, run_demo
 
 from .conftest import Run
@@ -72,3 +73,8 @@ def test_bad_url_is_one_line(run: Run) -> None:
     result = run(["demo", "--url", "carrier-pigeon://coop"])
     assert result.exit_code == 1
     assert result.output.startswith("error: no backend serves URL scheme 'carrier-pigeon'")
+
+
+def test_passwords_are_not_shown() -> None:
+    assert redacted("rabbitmq://guest:secret@host:5672/") == "rabbitmq://guest:***@host:5672/"
+    assert redacted("sqlite:///tmp/bus.db") == "sqlite:///tmp/bus.db"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from typing import Annotated
 
 import typer
@@ -14,7 +15,7 @@ from rich.table import Table
 from unibus.cli.failures import reports_errors
 from unibus.demo import MAX_ATTEMPTS, DemoReport, Pipeline, run_demo
 
-__all__ = ["demo", "summary_tables"]
+__all__ = ["demo", "redacted", "summary_tables"]
 
 
 @reports_errors
@@ -67,9 +68,18 @@ def demo(
         console.print(table)
 
 
+def redacted(url: str) -> str:
+    """``url`` with its password hidden, for display."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def summary_tables(report: DemoReport) -> list[Table]:
     """Counts per stage, then the dead-letter queue."""
-    stages = Table(title=f"{report.orders} orders on {escape(report.url)}",
+    stages = Table(title=f"{report.orders} orders on {escape(redacted(report.url))}",
                    title_justify="left")
     for name in ("consumer group", "writes", "in", "ok", "retries", "to DLQ"):
         stages.add_column(name, justify="left" if name in ("consumer group", "writes")
