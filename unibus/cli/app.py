@@ -27,14 +27,30 @@ app.add_typer(config.app, name="config")
 
 
 def _mount_dev() -> None:
-    """``unibus dev``: the local broker launcher, when its module imports."""
+    """``unibus dev``: the local broker launcher, when its module is there. A launcher that
+    fails to import leaves the other commands working and ``unibus dev`` saying why."""
     try:
         devstack = importlib.import_module("unibus.devstack.cli")
-    except ImportError:
+        dev = devstack.app
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("unibus.devstack", "unibus.devstack.cli"):
+            _broken_dev(exc)
         return
-    dev = getattr(devstack, "app", None)
-    if isinstance(dev, typer.Typer):
-        app.add_typer(dev, name="dev", help="Start, stop and inspect local brokers.")
+    except Exception as exc:
+        _broken_dev(exc)
+        return
+    app.add_typer(dev, name="dev", help="Start, stop and inspect local brokers.")
+
+
+def _broken_dev(exc: BaseException) -> None:
+    broken = typer.Typer()
+
+    @broken.callback(invoke_without_command=True)
+    def dev() -> None:
+        fail(f"the local broker launcher (unibus.devstack) failed to load: {exc}; "
+             "reinstall unibus or report the bug")
+
+    app.add_typer(broken, name="dev", help="Start, stop and inspect local brokers (broken).")
 
 
 _mount_dev()
