@@ -1,0 +1,47 @@
+"""Messages to Kafka records and back; the headers unibus adds to retry records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from unibus.message import Message
+
+__all__ = [
+    "ATTEMPT",
+    "RETRY_DUE",
+    "RETRY_OFFSET",
+    "RETRY_PARTITION",
+    "RETRY_TOPIC",
+    "decode",
+    "encode_headers",
+    "record_headers",
+]
+
+#: Headers of retry records (see docs/design/kafka-retries.md); stripped on delivery.
+ATTEMPT = "unibus-attempt"
+RETRY_DUE = "unibus-retry-due"
+RETRY_TOPIC = "unibus-retry-topic"
+RETRY_PARTITION = "unibus-retry-partition"
+RETRY_OFFSET = "unibus-retry-offset"
+_INTERNAL = frozenset({ATTEMPT, RETRY_DUE, RETRY_TOPIC, RETRY_PARTITION, RETRY_OFFSET})
+
+
+def encode_headers(headers: dict[str, str]) -> list[tuple[str, bytes]]:
+    return [(name, value.encode()) for name, value in headers.items()]
+
+
+def record_headers(record: Any) -> dict[str, str]:
+    """A consumer record's headers as ``str -> str`` (last value of a repeated name wins).
+
+    unibus headers are text; binary values from other producers are decoded with
+    replacement characters rather than stopping the consumer on a record it cannot change.
+    """
+    return {name: value.decode(errors="replace") if value is not None else ""
+            for name, value in record.headers or ()}
+
+
+def decode(record: Any, headers: dict[str, str]) -> Message:
+    """The message a record carries, without the retry bookkeeping headers."""
+    key = record.key.decode(errors="replace") if record.key is not None else None
+    visible = {k: v for k, v in headers.items() if k not in _INTERNAL}
+    return Message.from_wire(record.value or b"", visible, key=key)

@@ -1,0 +1,531 @@
+"""Consuming: a Kafka group member (or a manual assignment for fan-out) behind BaseConsumer.
+
+One fetch task reads at most ``prefetch`` unsettled records; settled offsets are committed
+as the contiguous prefix per partition by a commit task, on revocation and on close. Nacks go
+through per-group retry topics (see docs/design/kafka-retries.md); ungrouped consumers, which
+own no committed state, redeliver nacks from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+
+from unibus import deadletter
+from unibus.base import BaseConsumer, BaseDelivery
+from unibus.errors import CapabilityError, ConfigError, OperationTimeoutError
+from unibus.positions import Position
+from unibus.protocols import StartAt
+from unibus_kafka import _errors
+from unibus_kafka._codec import (
+    ATTEMPT,
+    RETRY_DUE,
+    RETRY_OFFSET,
+    RETRY_PARTITION,
+    RETRY_TOPIC,
+    decode,
+    record_headers,
+)
+from unibus_kafka._offsets import PartitionOffsets
+from unibus_kafka._rebalance import RebalanceListener
+from unibus_kafka._topology import dlq_topic, retry_topic
+
+if TYPE_CHECKING:
+    from unibus_kafka._backend import KafkaBackend
+    from unibus_kafka._transactions import KafkaTransaction, Transactions
+
+__all__ = ["KafkaConsumer", "RecordRef"]
+
+log = logging.getLogger("unibus.kafka")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecordRef:
+    """Where a delivery came from; ``epoch`` goes stale when its partition is revoked or
+    sought, and a stale delivery's settlement changes nothing (the record comes again)."""
+
+    tp: Any
+    offset: int
+    epoch: int
+
+
+class KafkaConsumer(BaseConsumer):
+    backend_name = "kafka"
+
+    def __init__(
+        self, backend: KafkaBackend, topics: Sequence[str], group: str | None, *,
+        start: StartAt | None, prefetch: int, max_attempts: int | None,
+    ) -> None:
+        super().__init__(topics, group, capabilities=backend.capabilities, prefetch=prefetch,
+                         max_attempts=max_attempts)
+        self._backend = backend
+        self._options = backend.options
+        self._start = start
+        self._client: Any = None
+        self._offsets: dict[Any, PartitionOffsets] = {}
+        self._epochs: dict[Any, int] = {}
+        self._revoking: set[Any] = set()
+        self._resume_at: dict[Any, float] = {}
+        self._tiers = tuple(sorted(self._options.retry_tiers))
+        # retry topic -> original topic (grouped consumers only)
+        self._retry: dict[str, str] = {}
+        if group is not None:
+            self._retry = {retry_topic(t, group, d): t for t in self.topics for d in self._tiers}
+        self._marks = self._options.delivery_marks and not self._options.exactly_once
+        self._commit_lock = asyncio.Lock()
+        self._fetch_lock = asyncio.Lock()
+        self._room = asyncio.Event()
+        self._assigned = asyncio.Event()
+        self._stopping = False
+        self._fetcher: asyncio.Task[Any] | None = None
+        self._listener_error: BaseException | None = None
+        self.transactions: Transactions | None = None
+
+    # -- opening ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        topology = self._backend.topology
+        await topology.require(self.topics)
+        if self._retry:
+            await topology.require(self._retry)
+        o = self._options
+        self._client = AIOKafkaConsumer(
+            **self._backend.connection,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # fresh partitions are positioned by _assign
+            isolation_level=o.isolation,
+            max_poll_records=self.prefetch,
+            session_timeout_ms=o.session_timeout_ms,
+            heartbeat_interval_ms=o.heartbeat_interval_ms,
+            fetch_max_wait_ms=100,
+        )
+        with _errors.connecting(self._backend.where):
+            await self._client.start()
+        if self._options.exactly_once and self.group is not None:
+            from unibus_kafka._transactions import Transactions
+
+            self.transactions = Transactions(self)
+        if self.group is None:
+            await self._assign_all()
+            self._fetcher = self._spawn(self._fetch_loop())
+            return
+        self._client.subscribe([*self.topics, *self._retry], listener=RebalanceListener(self))
+        self._fetcher = self._spawn(self._fetch_loop())
+        try:
+            await asyncio.wait_for(self._assigned.wait(), o.join_timeout)
+        except TimeoutError:
+            raise OperationTimeoutError(
+                f"group {self.group!r} got no assignment within {o.join_timeout}s"
+            ) from None
+        if self._listener_error is not None:
+            raise self._listener_error
+        self._spawn(self._commit_loop())
+
+    async def _assign_all(self) -> None:
+        tps = [TopicPartition(t, p) for t in self.topics
+               for p in await self._backend.topology.partitions(t)]
+        self._client.assign(tps)
+        starts = await self._start_offsets(tps, self._start or "latest")
+        for tp, offset in starts.items():
+            self._reset(tp, offset, None)
+
+    def _reset(self, tp: Any, offset: int, metadata: str | None) -> None:
+        self._client.seek(tp, offset)
+        self._offsets[tp] = PartitionOffsets(offset, metadata if self._marks else None)
+        self._epochs[tp] = self._epochs.get(tp, 0) + 1
+        self._resume_at.pop(tp, None)
+
+    async def _start_offsets(self, tps: list[Any], to: StartAt) -> dict[Any, int]:
+        if not tps:
+            return {}
+        client = self._client
+        with _errors.consuming("look up start offsets"):
+            if to == "earliest":
+                return dict(await client.beginning_offsets(tps))
+            ends: dict[Any, int] = dict(await client.end_offsets(tps))
+            if to == "latest":
+                return ends
+            if isinstance(to, datetime):
+                when = to if to.tzinfo else to.replace(tzinfo=UTC)
+                ms = int(when.timestamp() * 1000)
+                found = await client.offsets_for_times({tp: ms for tp in tps})
+                return {tp: found[tp].offset if found.get(tp) is not None else ends[tp]
+                        for tp in tps}
+        if isinstance(to, Position):
+            try:
+                offset = int(to.offset)
+            except ValueError:
+                raise ConfigError(f"a Kafka position has an integer offset: {to!r}") from None
+            return {tp: offset for tp in tps}
+        raise ConfigError(f"cannot start at {to!r}: use 'earliest', 'latest', a Position "
+                          "or a datetime")
+
+    # -- rebalance (called by RebalanceListener) ----------------------------------------------
+
+    async def _assign(self, assigned: set[Any]) -> None:
+        try:
+            if assigned and not self._closing:
+                await self._fix_positions(assigned)
+        except Exception as exc:
+            log.error("rebalance group=%s assign failed: %s", self.group, exc)
+            self._listener_error = exc
+        finally:
+            self._assigned.set()
+        log.info("rebalance group=%s assigned=%s", self.group, sorted(map(str, assigned)))
+
+    async def _fix_positions(self, assigned: set[Any]) -> None:
+        admin = self._backend.topology.admin
+        with _errors.consuming(f"read committed offsets of group {self.group!r}"):
+            committed = await admin.list_consumer_group_offsets(
+                self.group, partitions=list(assigned)
+            )
+        fresh = [tp for tp in assigned
+                 if committed.get(tp) is None or committed[tp].offset < 0]
+        starts = await self._start_offsets(
+            [tp for tp in fresh if tp.topic not in self._retry], self._start or "latest"
+        )
+        starts.update(await self._start_offsets(
+            [tp for tp in fresh if tp.topic in self._retry], "earliest"
+        ))
+        if starts:
+            # Fix the new group's positions now, so whatever is published after consumer()
+            # returns reaches the group even if these partitions move to another member.
+            async with self._commit_lock:
+                with _errors.consuming(f"commit start positions of group {self.group!r}"):
+                    await self._client.commit({tp: (o, "") for tp, o in starts.items()})
+        for tp in assigned:
+            if tp in starts:
+                self._reset(tp, starts[tp], None)
+            else:
+                self._reset(tp, committed[tp].offset, committed[tp].metadata)
+
+    async def _revoke(self, revoked: set[Any]) -> None:
+        mine = {tp for tp in revoked if tp in self._offsets}
+        if not mine or self._closed:
+            return
+        self._revoking |= mine
+        try:
+            self._drop_buffered(lambda d: d.raw.tp not in mine)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._options.rebalance_drain_timeout
+            while any(d.raw.tp in mine and not d.settled for d in self._in_flight):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    log.warning("rebalance group=%s: in-flight deliveries did not settle within "
+                                "%.1fs; they will be redelivered", self.group,
+                                self._options.rebalance_drain_timeout)
+                    break
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), min(remaining, 0.1))
+            try:
+                await self._commit(mine)
+            except Exception as exc:
+                log.warning("rebalance group=%s: commit before revocation failed: %s",
+                            self.group, exc)
+        finally:
+            for tp in mine:
+                self._offsets.pop(tp, None)
+                self._epochs[tp] = self._epochs.get(tp, 0) + 1
+                self._resume_at.pop(tp, None)
+            self._revoking -= mine
+        log.info("rebalance group=%s revoked=%s", self.group, sorted(map(str, mine)))
+
+    # -- fetching -----------------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        backoff = 0.1
+        while not self._stopping:
+            room = self.prefetch - (self._buffer.qsize() + len(self._in_flight))
+            if room <= 0:
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), 0.5)
+                continue
+            try:
+                async with self._fetch_lock:
+                    self._resume_due()
+                    batches = await self._client.getmany(timeout_ms=self._poll_ms(),
+                                                         max_records=room)
+                    deliveries = self._deliveries(batches)
+                    if deliveries and self._marks and self.group is not None:
+                        await self._mark({d.raw.tp for d in deliveries})
+                    for delivery in deliveries:
+                        if self._epochs.get(delivery.raw.tp) == delivery.raw.epoch:
+                            self._push(delivery)
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._stopping:
+                    return
+                if _errors.is_transient(exc):
+                    log.warning("consumer group=%s: %s; retrying", self.group, exc)
+                    await asyncio.sleep(backoff)  # back off while the client reconnects
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                try:
+                    with _errors.consuming(f"consume {', '.join(self.topics)}"):
+                        raise exc
+                except Exception as mapped:
+                    self._fail(mapped)
+                return
+
+    def _poll_ms(self) -> int:
+        if not self._resume_at:
+            return 200
+        wait = min(self._resume_at.values()) - time.monotonic()
+        return max(1, min(200, int(wait * 1000)))
+
+    def _resume_due(self) -> None:
+        now = time.monotonic()
+        due = [tp for tp, at in self._resume_at.items() if at <= now]
+        for tp in due:
+            del self._resume_at[tp]
+            if tp in self._offsets:
+                self._client.resume(tp)
+
+    def _deliveries(self, batches: dict[Any, list[Any]]) -> list[BaseDelivery]:
+        out: list[BaseDelivery] = []
+        now_ms = time.time() * 1000
+        for tp, records in batches.items():
+            offsets = self._offsets.get(tp)
+            if offsets is None or tp in self._revoking:
+                continue
+            epoch = self._epochs[tp]
+            is_retry = tp.topic in self._retry
+            for record in records:
+                headers = record_headers(record)
+                topic, position = tp.topic, Position(tp.topic, record.offset, tp.partition)
+                if is_retry:
+                    due = _number(headers.get(RETRY_DUE), 0.0)
+                    if due > now_ms:
+                        # Not due yet: park this retry partition; the others keep flowing.
+                        self._client.pause(tp)
+                        self._client.seek(tp, record.offset)
+                        self._resume_at[tp] = time.monotonic() + (due - now_ms) / 1000
+                        break
+                    topic = headers.get(RETRY_TOPIC) or self._retry[tp.topic]
+                    position = Position(topic, int(_number(headers.get(RETRY_OFFSET), 0)),
+                                        int(_number(headers.get(RETRY_PARTITION), 0)))
+                attempt = int(_number(headers.get(ATTEMPT), 1)) \
+                    + offsets.earlier_deliveries(record.offset)
+                offsets.hand_out(record.offset)
+                out.append(BaseDelivery(
+                    self, decode(record, headers), topic=topic, attempt=max(attempt, 1),
+                    position=position, raw=RecordRef(tp, record.offset, epoch),
+                ))
+        return out
+
+    async def _mark(self, tps: Iterable[Any]) -> None:
+        """Record in the commit metadata what is about to be handed out (best effort)."""
+        marked = [tp for tp in tps if tp in self._offsets and self._offsets[tp].needs_mark]
+        for tp in marked:
+            self._offsets[tp].new_mark()
+        if not marked:
+            return
+        try:
+            await self._commit(marked, force=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("consumer group=%s: delivery mark not recorded: %s", self.group, exc)
+
+    # -- committing ---------------------------------------------------------------------------
+
+    async def _commit(self, tps: Iterable[Any] | None = None, *, force: bool = False) -> None:
+        """Commit the settled prefix of ``tps`` (default: every dirty partition)."""
+        if self.group is None:
+            return
+        lock = self._commit_lock if self.transactions is None else self.transactions.lock
+        async with lock:
+            chosen = [tp for tp in (self._offsets if tps is None else tps) if tp in self._offsets]
+            offsets = {tp: (self._offsets[tp].commit_offset, self._offsets[tp].metadata())
+                       for tp in chosen if force or self._offsets[tp].dirty}
+            if not offsets:
+                return
+            timeout = self._options.request_timeout_ms / 1000
+            if self.transactions is not None:
+                await asyncio.wait_for(self.transactions.commit_offsets(offsets), timeout)
+            else:
+                await asyncio.wait_for(self._client.commit(offsets), timeout)
+            for tp, (offset, _meta) in offsets.items():
+                if tp in self._offsets:
+                    self._offsets[tp].committed = offset
+
+    async def _commit_loop(self) -> None:
+        interval = self._options.commit_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)  # periodic commit timer
+            try:
+                await self._commit()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer group=%s: commit failed: %s", self.group, exc)
+
+    # -- settling -----------------------------------------------------------------------------
+
+    def _current(self, delivery: BaseDelivery) -> PartitionOffsets | None:
+        ref: RecordRef = delivery.raw
+        if self._epochs.get(ref.tp) != ref.epoch:
+            log.info("consumer group=%s: %s settled after its partition moved; the record will "
+                     "be delivered again", self.group, delivery)
+            return None
+        return self._offsets.get(ref.tp)
+
+    def _settled(self, delivery: BaseDelivery) -> None:
+        offsets = self._current(delivery)
+        if offsets is not None:
+            offsets.settle(delivery.raw.offset)
+        self._room.set()
+
+    async def _ack(self, delivery: BaseDelivery) -> None:
+        self._settled(delivery)
+
+    async def _nack(self, delivery: BaseDelivery, delay: float) -> None:
+        if self._current(delivery) is None:
+            self._room.set()
+            return
+        if self.group is None:
+            again = BaseDelivery(self, delivery.message, topic=delivery.topic,
+                                 attempt=delivery.attempt + 1, position=delivery.position,
+                                 raw=delivery.raw)
+            self._spawn(self._redeliver_later(again, delay))
+            self._room.set()
+            return
+        tier = next((t for t in self._tiers if t >= delay), self._tiers[-1])
+        target = retry_topic(delivery.topic, self.group, tier)
+        now = datetime.now(UTC).isoformat()
+        message = delivery.message.with_headers(**{
+            deadletter.FIRST_FAILURE: delivery.message.headers.get(deadletter.FIRST_FAILURE, now),
+            deadletter.LAST_FAILURE: now,
+        })
+        headers = message.wire_headers()
+        position = delivery.position
+        headers.update({
+            ATTEMPT: str(delivery.attempt + 1),
+            RETRY_DUE: str(int(time.time() * 1000 + delay * 1000)),
+            RETRY_TOPIC: delivery.topic,
+            RETRY_PARTITION: str(position.partition if position else 0),
+            RETRY_OFFSET: str(position.offset if position else 0),
+        })
+        await self._send(target, message, headers, "nack")
+        self._settled(delivery)
+
+    async def _redeliver_later(self, delivery: BaseDelivery, delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)  # the requested redelivery delay
+        if not self._closing:
+            self._push(delivery)
+
+    async def _dead_letter(self, delivery: BaseDelivery, reason: str) -> None:
+        if self._current(delivery) is None:
+            self._room.set()
+            return
+        message = delivery.message.with_headers(**deadletter.failure_headers(
+            delivery.message, topic=delivery.topic, group=self.group, reason=reason,
+            attempts=delivery.attempt,
+        ))
+        target = dlq_topic(delivery.topic)
+        await self._backend.topology.require([target], partitions=1)
+        await self._send(target, message, message.wire_headers(), "dead_letter")
+        log.error("dlq_send topic=%s dlq=%s id=%s reason=%s", delivery.topic, target,
+                  message.id, reason)
+        self._settled(delivery)
+
+    async def _send(self, topic: str, message: Any, headers: dict[str, str], what: str) -> None:
+        producer = self._backend.internal_producer()
+        with _errors.settling(f"{what} of {message.id}"):
+            future = await producer.send(topic, message, headers=headers)
+            await future
+
+    # -- seeking and closing ------------------------------------------------------------------
+
+    async def _seek(self, to: StartAt) -> None:
+        async with self._fetch_lock:
+            tps = [tp for tp in self._offsets if tp.topic not in self._retry]
+            if isinstance(to, Position):
+                tps = [tp for tp in tps if tp.topic == to.topic
+                       and (to.partition is None or tp.partition == to.partition)]
+                if not tps:
+                    raise ConfigError(f"{to!r} is not on a partition assigned to this consumer")
+            targets = await self._start_offsets(tps, to)
+            for tp, offset in targets.items():
+                self._reset(tp, offset, None)
+                self._offsets[tp].committed = -1  # commit the new position
+            self._drop_buffered(lambda d: self._epochs.get(d.raw.tp) == d.raw.epoch)
+        with _errors.consuming("commit the sought position"):
+            await self._commit(targets)
+
+    async def _stop_fetching(self) -> None:
+        self._stopping = True
+        if self._fetcher is not None:
+            self._fetcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._fetcher
+
+    async def _finish(self) -> None:
+        try:
+            for attempt in range(3):
+                try:
+                    await self._commit()
+                    break
+                except Exception as exc:
+                    log.warning("consumer group=%s: final commit failed (%s): %s", self.group,
+                                attempt + 1, exc)
+        finally:
+            self._offsets.clear()
+            if self.transactions is not None:
+                await self.transactions.close()
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    await self._client.stop()
+
+    def _drop_buffered(self, keep: Callable[[BaseDelivery], bool]) -> None:
+        items = []
+        while not self._buffer.empty():
+            items.append(self._buffer.get_nowait())
+        for item in items:
+            if not isinstance(item, BaseDelivery) or keep(item):
+                self._buffer.put_nowait(item)
+
+    # -- exactly-once -------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[KafkaTransaction]:
+        """Publish and acknowledge atomically (needs ``exactly_once=true`` and a group).
+
+        ``await tx.publish(topic, message)`` writes inside the transaction and
+        ``await tx.ack(delivery)`` commits the delivery's offset with it; both become visible
+        to read_committed readers together, or not at all.
+        """
+        if self.transactions is None:
+            if not self._options.exactly_once:
+                raise CapabilityError("transactions", self.capabilities.reason("transactions"),
+                                      backend="kafka")
+            raise ConfigError("transactions commit a group's offsets: consume with a group")
+        async with self.transactions.begin() as tx:
+            yield tx
+
+    def transactional_id(self) -> str:
+        return self._options.transactional_id or (
+            f"{self._options.client_id}-{self.group}-{uuid.uuid4().hex[:12]}"
+        )
+
+
+def _number(value: str | None, default: float) -> float:
+    try:
+        return float(value) if value else default
+    except ValueError:
+        return default

@@ -1,0 +1,123 @@
+"""Options, capabilities, names and codecs of the Kafka backend (no broker needed)."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import pytest
+
+import unibus
+from unibus.capabilities import DeliveryGuarantee
+from unibus.message import Message
+from unibus_kafka import KafkaBackend, KafkaOptions
+from unibus_kafka._client import bootstrap_servers, connection_settings
+from unibus_kafka._codec import ATTEMPT, RETRY_DUE, decode, encode_headers
+from unibus_kafka._topology import dlq_topic, retry_topic
+
+
+def test_producer_defaults_are_the_safe_ones() -> None:
+    options = KafkaOptions()
+    assert options.acks == "all"
+    assert options.idempotent
+    assert options.compression == "lz4"
+    assert options.isolation == "read_uncommitted"
+    assert KafkaOptions(exactly_once=True).isolation == "read_committed"
+
+
+def test_options_from_the_url_query() -> None:
+    options = KafkaBackend.parse_options(
+        "kafka://127.0.0.1:9092?acks=1&idempotent=false&compression=gzip&retry_tiers=2,20"
+    )
+    assert isinstance(options, KafkaOptions)
+    assert options.acks == "1"
+    assert options.compression == "gzip"
+    assert options.retry_tiers == (2.0, 20.0)
+
+
+@pytest.mark.parametrize("bad", [
+    {"acks": "1"},  # idempotence needs acks=all
+    {"compression": "brotli"},
+    {"retry_tiers": "0,5"},
+    {"exactly_once": True, "isolation_level": "read_uncommitted"},
+    {"partitions": 0},
+])
+def test_inconsistent_options_are_config_errors(bad: dict[str, object]) -> None:
+    with pytest.raises(unibus.ConfigError):
+        unibus.connect("kafka://127.0.0.1:9092", **bad)
+
+
+def test_exactly_once_is_declared_only_when_configured() -> None:
+    plain = KafkaBackend.declare(KafkaOptions())
+    assert DeliveryGuarantee.EXACTLY_ONCE not in plain.delivery
+    assert not plain.transactions
+    eos = KafkaBackend.declare(KafkaOptions(exactly_once=True))
+    assert DeliveryGuarantee.EXACTLY_ONCE in eos.delivery
+    assert eos.transactions
+    with pytest.raises(unibus.CapabilityError, match="exactly_once"):
+        unibus.connect("kafka://127.0.0.1:9092", requirements={"delivery": "exactly_once"})
+    unibus.connect("kafka://127.0.0.1:9092", exactly_once=True,
+                   requirements={"delivery": "exactly_once", "transactions": True})
+
+
+def test_every_limitation_has_a_reason() -> None:
+    caps = KafkaBackend.declare(KafkaOptions())
+    for dimension in ("dead_letter", "delayed_delivery", "ttl", "priority", "transactions",
+                      "wildcard_subscriptions", "deduplication", "delivery", "retention"):
+        assert caps.reasons.get(dimension), dimension
+    assert not caps.native_dead_letter
+    assert caps.max_delay is None
+
+
+def test_bootstrap_servers_from_the_url() -> None:
+    parts = urllib.parse.urlsplit("kafka://user:secret@h1:9092,h2:9093,h3")
+    assert bootstrap_servers(parts) == ["h1:9092", "h2:9093", "h3:9092"]
+
+
+def test_tls_and_sasl_follow_scheme_and_credentials() -> None:
+    settings = connection_settings(urllib.parse.urlsplit("kafka://127.0.0.1:9092"),
+                                   KafkaOptions())
+    assert settings["security_protocol"] == "PLAINTEXT"
+    settings = connection_settings(urllib.parse.urlsplit("kafka+ssl://u:p%40ss@h:9093"),
+                                   KafkaOptions(sasl_mechanism="SCRAM-SHA-512"))
+    assert settings["security_protocol"] == "SASL_SSL"
+    assert settings["sasl_plain_password"] == "p@ss"
+    assert "ssl_context" in settings
+    with pytest.raises(unibus.ConfigError, match="SASL"):
+        connection_settings(urllib.parse.urlsplit("kafka://h:9092"),
+                            KafkaOptions(sasl_mechanism="PLAIN"))
+
+
+def test_dead_letter_and_retry_topic_names() -> None:
+    assert dlq_topic("orders") == "orders.dlq"
+    assert retry_topic("orders", "billing", 10.0) == "orders.retry.billing.10s"
+    assert retry_topic("orders", "billing", 0.5) == "orders.retry.billing.0_5s"
+    odd = retry_topic("orders", "team a/billing", 1.0)
+    assert odd.startswith("orders.retry.team_a_billing-") and odd.endswith(".1s")
+    assert len(retry_topic("o" * 240, "g" * 200, 60.0)) <= 249
+
+
+class _Record:
+    def __init__(self, value: bytes | None, key: bytes | None,
+                 headers: list[tuple[str, bytes]]) -> None:
+        self.value, self.key, self.headers = value, key, headers
+        self.topic, self.partition, self.offset = "t", 0, 0
+
+
+def test_records_carry_the_whole_envelope_and_hide_retry_bookkeeping() -> None:
+    sent = Message(body=b"x", key="k-1", headers={"tenant": "acme"}, type="orders.placed",
+                   correlation_id="c1", aggregate_version=3)
+    headers = encode_headers({**sent.wire_headers(), ATTEMPT: "2", RETRY_DUE: "1"})
+    record = _Record(sent.body, b"k-1", headers)
+    got = decode(record, {n: v.decode() for n, v in headers})
+    assert got == sent
+
+
+def test_a_non_unibus_record_gets_an_id_and_binary_headers_survive() -> None:
+    record = _Record(None, None, [("raw", b"\xff\xfe")])
+    from unibus_kafka._codec import record_headers
+
+    headers = record_headers(record)
+    message = decode(record, headers)
+    assert message.body == b""
+    assert message.id
+    assert "raw" in message.headers
