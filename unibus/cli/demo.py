@@ -77,7 +77,7 @@ def redacted(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def summary_tables(report: DemoReport) -> list[Table]:
+def summary_tables(report: DemoReport) -> list[Table | str]:
     """Counts per stage, then the dead-letter queue."""
     stages = Table(title=f"{report.orders} orders on {escape(redacted(report.url))}",
                    title_justify="left")
@@ -97,4 +97,6 @@ def summary_tables(report: DemoReport) -> list[Table]:
     for row in report.dead_letters:
         dlq.add_row(row.topic, row.order_id or row.message_id, escape(row.reason),
                     str(row.attempts))
+    if not report.dead_letters:
+        return [stages, "dead-letter queue: empty"]
     return [stages, dlq]
