@@ -18,7 +18,7 @@ from unibus.demo.orders import InvalidOrder, IssuerUnavailable, Order, charge, v
 from unibus.demo.stats import DeadLetterRow, DemoReport, StageStats
 from unibus.errors import OperationTimeoutError
 from unibus.protocols import Consumer, Delivery
-from unibus.reliability.policy import ExponentialBackoff
+from unibus.reliability import ExponentialBackoff
 from unibus.topology import TopicSpec
 
 __all__ = ["MAX_ATTEMPTS", "TOPICS", "Pipeline"]
