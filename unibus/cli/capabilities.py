@@ -61,7 +61,8 @@ def _styled(value: str) -> str:
 @reports_errors
 def capabilities(
     backend: Annotated[str | None, typer.Option(
-        "--backend", "-b", help="Only this backend (a name or URL scheme, e.g. sqs+fifo).")] = None,
+        "--backend", "-b",
+        help="Only this backend, by name or any of its URL schemes (e.g. sqs).")] = None,
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-o", help="A backend option as key=value (needs --backend); repeatable.",
     )] = None,

@@ -57,7 +57,7 @@ async def run_demo(
 ) -> DemoReport:
     """Run the pipeline for ``orders`` generated orders and report how it ended."""
     if orders < 1:
-        raise unibus.ConfigError(f"--orders must be at least 1, got {orders}")
+        raise unibus.ConfigError(f"the demo needs at least 1 order, got {orders}")
     with demo_url(url) as chosen:
         async with unibus.connect(
             chosen, requirements={"consumer_groups": True, "fan_out": True}

@@ -103,7 +103,7 @@ class Pipeline:
             if deadline.expired():
                 raise OperationTimeoutError(
                     f"the demo did not finish within {timeout:g}s ({self.progress_line()}); "
-                    "check that the broker is up, or raise --timeout"
+                    "check that the broker is up, or allow more time (--timeout)"
                 ) from None
             raise _first_error(group) from None
         finally:
