@@ -5,14 +5,14 @@ from __future__ import annotations
 import urllib.parse
 
 import pytest
-
-import unibus
-from unibus.capabilities import DeliveryGuarantee
-from unibus.message import Message
 from unibus_kafka import KafkaBackend, KafkaOptions
 from unibus_kafka._client import bootstrap_servers, connection_settings
 from unibus_kafka._codec import ATTEMPT, RETRY_DUE, decode, encode_headers
 from unibus_kafka._topology import dlq_topic, retry_topic
+
+import unibus
+from unibus.capabilities import DeliveryGuarantee
+from unibus.message import Message
 
 
 def test_producer_defaults_are_the_safe_ones() -> None:
@@ -92,7 +92,8 @@ def test_dead_letter_and_retry_topic_names() -> None:
     assert retry_topic("orders", "billing", 10.0) == "orders.retry.billing.10s"
     assert retry_topic("orders", "billing", 0.5) == "orders.retry.billing.0_5s"
     odd = retry_topic("orders", "team a/billing", 1.0)
-    assert odd.startswith("orders.retry.team_a_billing-") and odd.endswith(".1s")
+    assert odd.startswith("orders.retry.team_a_billing-")
+    assert odd.endswith(".1s")
     assert len(retry_topic("o" * 240, "g" * 200, 60.0)) <= 249
 
 
