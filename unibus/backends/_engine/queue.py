@@ -1,0 +1,231 @@
+"""Consumer groups over the log: cursors, leases, settlement and seeking.
+
+A group's cursor (``groups.next_seq``) marks what it has taken from the log. Taken but
+unsettled messages are leases; a lease is handed to one member at a time, and a message
+is never handed out while an earlier message with the same key is unsettled in the group,
+so a delayed retry blocks only its own key. Plain functions run on the store's thread.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+
+from unibus.backends._engine.log import ensure_topic
+from unibus.backends._engine.schema import transaction
+from unibus.positions import Position
+
+__all__ = ["Taken", "ack", "dead_letter", "fetch", "heartbeat", "join", "leave", "nack",
+           "release", "seek"]
+
+#: A delivery: topic, offset, attempt, lease token, key, headers (JSON), body.
+Taken = tuple[str, int, int, int, str | None, str, bytes]
+
+#: Start of a new group, or a seek target (a Position is resolved per topic).
+Target = str | Position | datetime
+
+# How many taken-but-unsettled messages a group may hold; bounds the leases table when a
+# key is blocked by a slow or delayed message.
+_BACKLOG = 2000
+
+_CANDIDATES = """
+SELECT l.seq, l.attempt FROM leases AS l
+WHERE l.topic = ?1 AND l.grp = ?2 AND l.visible_at <= ?3
+  AND (l.owner IS NULL OR l.lease_until < ?3)
+  AND (l.key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM leases AS e
+      WHERE e.topic = ?1 AND e.grp = ?2 AND e.key = l.key AND e.seq < l.seq))
+ORDER BY l.seq LIMIT ?4
+"""
+
+_WORK = """
+SELECT EXISTS (SELECT 1 FROM groups AS g JOIN topics AS t ON t.topic = g.topic
+               WHERE g.topic = ?1 AND g.grp = ?2 AND t.next_seq > g.next_seq)
+    OR EXISTS (SELECT 1 FROM leases WHERE topic = ?1 AND grp = ?2 AND visible_at <= ?3
+               AND (owner IS NULL OR lease_until < ?3))
+"""
+
+
+def _resolve(conn: sqlite3.Connection, topic: str, to: Target) -> int | None:
+    """The offset ``to`` means in ``topic`` (None: a Position of another topic)."""
+    row = conn.execute("SELECT next_seq FROM topics WHERE topic = ?", (topic,)).fetchone()
+    if row is None:
+        return None
+    end = int(row[0])
+    if isinstance(to, Position):
+        return int(to.offset) if to.topic == topic else None
+    if isinstance(to, datetime):
+        row = conn.execute(
+            "SELECT min(seq) FROM messages WHERE topic = ? AND published_at >= ?",
+            (topic, to.timestamp()),
+        ).fetchone()
+        return end if row[0] is None else int(row[0])
+    return end if to == "latest" else 0
+
+
+def join(conn: sqlite3.Connection, topics: Sequence[str], grp: str, start: Target,
+         ephemeral: bool, auto_create: bool, now: float) -> None:
+    """Create the group on each topic at ``start`` (existing groups keep their cursor)."""
+    with transaction(conn):
+        for topic in topics:
+            ensure_topic(conn, topic, auto_create, now)
+            exists = conn.execute("SELECT 1 FROM groups WHERE topic = ? AND grp = ?",
+                                  (topic, grp)).fetchone()
+            if exists:
+                conn.execute("UPDATE groups SET seen_at = ? WHERE topic = ? AND grp = ?",
+                             (now, topic, grp))
+                continue
+            seq = _resolve(conn, topic, start)
+            conn.execute(
+                "INSERT INTO groups (topic, grp, next_seq, ephemeral, seen_at) "
+                "VALUES (?, ?, ?, ?, ?)", (topic, grp, seq or 0, int(ephemeral), now),
+            )
+
+
+def leave(conn: sqlite3.Connection, topics: Sequence[str], grp: str) -> None:
+    """Delete a private group and its leases."""
+    with transaction(conn):
+        for topic in topics:
+            conn.execute("DELETE FROM leases WHERE topic = ? AND grp = ?", (topic, grp))
+            conn.execute("DELETE FROM groups WHERE topic = ? AND grp = ?", (topic, grp))
+
+
+def fetch(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: str,
+          limit: int, now: float, lease_until: float) -> list[Taken]:
+    """Lease up to ``limit`` messages to ``owner``: due retries and expired leases first,
+    then new messages from the cursor, never two unsettled messages of one key at once."""
+    busy = [t for t in topics if conn.execute(_WORK, (t, grp, now)).fetchone()[0]]
+    if not busy:
+        return []  # nothing to do: no write lock taken
+    out: list[Taken] = []
+    with transaction(conn):
+        for topic in busy:
+            if len(out) >= limit:
+                break
+            _take_from_log(conn, topic, grp, limit)
+            chosen = conn.execute(_CANDIDATES, (topic, grp, now, limit - len(out))).fetchall()
+            if not chosen:
+                continue
+            tokens = {seq: random.getrandbits(62) for seq, _ in chosen}
+            conn.executemany(
+                "UPDATE leases SET attempt = attempt + 1, owner = ?, lease_until = ?, "
+                "token = ? WHERE topic = ? AND grp = ? AND seq = ?",
+                [(owner, lease_until, tokens[seq], topic, grp, seq) for seq, _ in chosen],
+            )
+            attempts = {seq: attempt + 1 for seq, attempt in chosen}
+            seqs = [seq for seq, _ in chosen]
+            for start in range(0, len(seqs), 500):
+                chunk = seqs[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for seq, key, headers, body in conn.execute(
+                    "SELECT seq, key, headers, body FROM messages "
+                    f"WHERE topic = ? AND seq IN ({marks}) ORDER BY seq", (topic, *chunk),
+                ):
+                    out.append((topic, seq, attempts[seq], tokens[seq], key, headers, body))
+    return out
+
+
+def _take_from_log(conn: sqlite3.Connection, topic: str, grp: str, limit: int) -> None:
+    """Move new messages from the log into the group's leases and advance its cursor."""
+    row = conn.execute("SELECT next_seq FROM groups WHERE topic = ? AND grp = ?",
+                       (topic, grp)).fetchone()
+    if row is None:
+        return
+    held = conn.execute("SELECT count(*) FROM leases WHERE topic = ? AND grp = ?",
+                        (topic, grp)).fetchone()[0]
+    room = min(_BACKLOG - held, max(limit, 100))
+    if room <= 0:
+        return
+    new = conn.execute(
+        "SELECT seq, key, coalesce(deliver_at, 0), only_grp FROM messages "
+        "WHERE topic = ? AND seq >= ? ORDER BY seq LIMIT ?", (topic, row[0], room),
+    ).fetchall()
+    if not new:
+        return
+    conn.executemany(
+        "INSERT OR IGNORE INTO leases (topic, grp, seq, key, attempt, visible_at) "
+        "VALUES (?, ?, ?, ?, 0, ?)",
+        [(topic, grp, seq, key, at) for seq, key, at, only in new if only in (None, grp)],
+    )
+    conn.execute("UPDATE groups SET next_seq = ? WHERE topic = ? AND grp = ?",
+                 (new[-1][0] + 1, topic, grp))
+
+
+def ack(conn: sqlite3.Connection, topic: str, grp: str, seq: int, token: int) -> bool:
+    """Settle for good; False when the lease was no longer this delivery's."""
+    cursor = conn.execute(
+        "DELETE FROM leases WHERE topic = ? AND grp = ? AND seq = ? AND token = ?",
+        (topic, grp, seq, token),
+    )
+    return cursor.rowcount > 0
+
+
+def nack(conn: sqlite3.Connection, topic: str, grp: str, seq: int, token: int,
+         visible_at: float) -> bool:
+    cursor = conn.execute(
+        "UPDATE leases SET owner = NULL, lease_until = NULL, token = NULL, visible_at = ? "
+        "WHERE topic = ? AND grp = ? AND seq = ? AND token = ?",
+        (visible_at, topic, grp, seq, token),
+    )
+    return cursor.rowcount > 0
+
+
+def dead_letter(conn: sqlite3.Connection, topic: str, grp: str, seq: int, token: int,
+                group: str | None, message_id: str, key: str | None, headers: str,
+                body: bytes, now: float) -> bool:
+    """Store the dead letter and settle its lease in one transaction."""
+    with transaction(conn):
+        cursor = conn.execute(
+            "DELETE FROM leases WHERE topic = ? AND grp = ? AND seq = ? AND token = ?",
+            (topic, grp, seq, token),
+        )
+        if cursor.rowcount == 0:
+            return False
+        conn.execute(
+            "INSERT INTO dead_letters (topic, grp, id, key, headers, body, dead_lettered_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (topic, group, message_id, key, headers, body, now),
+        )
+    return True
+
+
+def release(conn: sqlite3.Connection, grp: str, owner: str,
+            leases: Sequence[tuple[str, int, int]] | None, now: float) -> None:
+    """Make leases visible again at once (all of ``owner``'s when ``leases`` is None);
+    the attempt count is kept, so the next delivery counts one more."""
+    if leases is None:
+        conn.execute(
+            "UPDATE leases SET owner = NULL, lease_until = NULL, token = NULL, visible_at = ? "
+            "WHERE owner = ?", (now, owner),
+        )
+        return
+    with transaction(conn):
+        conn.executemany(
+            "UPDATE leases SET owner = NULL, lease_until = NULL, token = NULL, visible_at = ? "
+            "WHERE topic = ? AND grp = ? AND seq = ? AND token = ?",
+            [(now, topic, grp, seq, token) for topic, seq, token in leases],
+        )
+
+
+def heartbeat(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: str,
+              now: float, lease_until: float) -> None:
+    """Keep a live consumer's leases (and its group) from expiring."""
+    with transaction(conn):
+        conn.execute("UPDATE leases SET lease_until = ? WHERE owner = ?", (lease_until, owner))
+        conn.executemany("UPDATE groups SET seen_at = ? WHERE topic = ? AND grp = ?",
+                         [(now, topic, grp) for topic in topics])
+
+
+def seek(conn: sqlite3.Connection, topics: Sequence[str], grp: str, to: Target) -> None:
+    """Move the group's cursor; its leases at or after the new cursor are dropped (their
+    deliveries may still be settled, harmlessly)."""
+    with transaction(conn):
+        for topic in topics:
+            seq = _resolve(conn, topic, to)
+            if seq is None:
+                continue
+            conn.execute("UPDATE groups SET next_seq = ? WHERE topic = ? AND grp = ?",
+                         (seq, topic, grp))
+            conn.execute("DELETE FROM leases WHERE topic = ? AND grp = ? AND seq >= ?",
+                         (topic, grp, seq))

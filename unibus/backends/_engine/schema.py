@@ -1,0 +1,125 @@
+"""Tables of the embedded engine, and how a connection is prepared."""
+
+from __future__ import annotations
+
+import sqlite3
+
+__all__ = ["SCHEMA_VERSION", "prepare", "transaction"]
+
+SCHEMA_VERSION = 1
+
+# seq: a message's offset in its topic's log, from 0. A lease is a message a group has taken
+# from its log but not settled: waiting (owner NULL, visible from visible_at) or in flight
+# (owner set, until lease_until). attempt counts the deliveries so far. only_grp marks a
+# dead letter replayed to the one group that dead-lettered it.
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY, value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS topics (
+    topic TEXT PRIMARY KEY,
+    next_seq INTEGER NOT NULL DEFAULT 0,
+    retention REAL,
+    max_attempts INTEGER,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    topic TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    key TEXT,
+    id TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL,
+    published_at REAL NOT NULL,
+    deliver_at REAL,
+    only_grp TEXT,
+    PRIMARY KEY (topic, seq)
+);
+CREATE TABLE IF NOT EXISTS groups (
+    topic TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    next_seq INTEGER NOT NULL,
+    ephemeral INTEGER NOT NULL DEFAULT 0,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (topic, grp)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    topic TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    key TEXT,
+    attempt INTEGER NOT NULL,
+    visible_at REAL NOT NULL,
+    owner TEXT,
+    lease_until REAL,
+    token INTEGER,
+    PRIMARY KEY (topic, grp, seq)
+);
+CREATE INDEX IF NOT EXISTS leases_by_key ON leases (topic, grp, key, seq);
+CREATE INDEX IF NOT EXISTS leases_by_owner ON leases (owner);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    grp TEXT,
+    id TEXT NOT NULL,
+    key TEXT,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL,
+    dead_lettered_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_topic ON dead_letters (topic, grp, n);
+CREATE INDEX IF NOT EXISTS dead_letters_by_id ON dead_letters (topic, id);
+CREATE TABLE IF NOT EXISTS dedup (
+    topic TEXT NOT NULL,
+    id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    published_at REAL NOT NULL,
+    PRIMARY KEY (topic, id)
+) WITHOUT ROWID;
+"""
+
+
+def prepare(conn: sqlite3.Connection, *, durable: bool, busy_timeout: float,
+            synchronous: str) -> None:
+    """Pragmas, then the tables (idempotent; safe when several processes race)."""
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    if durable:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot switch the database to WAL mode ({mode})")
+        conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    else:
+        conn.execute("PRAGMA journal_mode = MEMORY")
+        conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("PRAGMA foreign_keys = OFF")
+    with transaction(conn):
+        for statement in _TABLES.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        row = conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"the database was written by a newer unibus (schema {row[0]}); upgrade unibus"
+            )
+
+
+class transaction:  # a context manager named like the statement it wraps
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): one writer at a time, and
+    other processes wait up to ``busy_timeout`` for the lock instead of failing."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._conn.execute("COMMIT")
+        elif self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
