@@ -52,6 +52,12 @@ class KafkaBackend(BaseBackend):
     def declare(cls, options: Any) -> Capabilities:
         return declare(options)
 
+    @classmethod
+    def variants(cls) -> list[tuple[str, KafkaOptions]]:
+        """Modes whose capabilities differ, for 'installed backends that can' in refusals."""
+        return [("kafka", KafkaOptions()),
+                ("kafka (exactly_once=true)", KafkaOptions(exactly_once=True))]
+
     @property
     def topology(self) -> Topology:
         if self._closed:
