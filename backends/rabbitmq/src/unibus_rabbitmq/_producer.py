@@ -1,0 +1,150 @@
+"""Publishing with publisher confirms, persistence and mandatory routing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import aiormq.abc
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from pamqp.commands import Basic
+
+from unibus.base import check_size
+from unibus.errors import CapabilityError, ClosedError, ConfigError, PublishError, UnibusError
+from unibus.message import Message, Receipt
+from unibus_rabbitmq import _errors, _wire
+from unibus_rabbitmq._options import RabbitMQOptions
+from unibus_rabbitmq._topology import Names, Topology, tier_ms
+
+__all__ = ["Publisher", "RabbitMQProducer"]
+
+
+class Publisher:
+    """One confirm-mode robust channel: every send returns once the broker confirmed it, and
+    raises when the broker returned it as unroutable (mandatory) or refused it."""
+
+    def __init__(self, connection: AbstractRobustConnection, options: RabbitMQOptions) -> None:
+        self._connection = connection
+        self._options = options
+        self._channel: AbstractRobustChannel | None = None
+        self._opening = asyncio.Lock()
+
+    async def _underlay(self) -> aiormq.abc.AbstractChannel:
+        if self._channel is None:
+            async with self._opening:
+                if self._channel is None:
+                    channel = self._connection.channel(
+                        publisher_confirms=True, on_return_raises=True
+                    )
+                    await channel.initialize(timeout=self._options.connect_timeout)
+                    self._channel = channel
+        return await asyncio.wait_for(
+            self._channel.get_underlay_channel(), self._options.publish_timeout
+        )
+
+    async def send(
+        self, exchange: str, routing_key: str, body: bytes, props: Basic.Properties
+    ) -> None:
+        channel = await self._underlay()
+        await channel.basic_publish(
+            body, exchange=exchange, routing_key=routing_key, properties=props,
+            mandatory=True, timeout=self._options.publish_timeout,
+        )
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):  # the broker may have dropped it already
+                await channel.close()
+
+
+class RabbitMQProducer:
+    """Producer protocol: topic -> exchange; a delay goes through a TTL queue."""
+
+    def __init__(
+        self, publisher: Publisher, topology: Topology, options: RabbitMQOptions
+    ) -> None:
+        self._publisher = publisher
+        self._topology = topology
+        self._options = options
+        self._closed = False
+
+    async def publish(
+        self, topic: str, message: Message, *, delay: float | None = None
+    ) -> Receipt:
+        self._check(topic, delay)
+        check_size(message, self._options.max_message_size, "rabbitmq")
+        await self._send(topic, message, delay)
+        return Receipt(topic=topic, message_id=message.id)
+
+    async def publish_many(
+        self, topic: str, messages: Sequence[Message], *, delay: float | None = None
+    ) -> list[Receipt]:
+        self._check(topic, delay)
+        for message in messages:  # refuse the batch before anything is sent
+            check_size(message, self._options.max_message_size, "rabbitmq")
+        if not messages:
+            return []
+        await self._topology.exchange(topic)
+        results = await asyncio.gather(
+            *(self._send(topic, m, delay) for m in messages), return_exceptions=True
+        )
+        receipts = [Receipt(topic=topic, message_id=m.id)
+                    for m, r in zip(messages, results, strict=True) if r is None]
+        for result in results:
+            if isinstance(result, BaseException):
+                if not isinstance(result, UnibusError):
+                    raise result
+                error: Any = result
+                if not isinstance(error, PublishError):
+                    error = PublishError(
+                        f"{len(messages) - len(receipts)} of {len(messages)} messages to "
+                        f"{topic!r} were not acknowledged: {result}"
+                    )
+                    error.__cause__ = result
+                error.receipts = receipts
+                raise error
+        return receipts
+
+    async def _send(self, topic: str, message: Message, delay: float | None) -> None:
+        props = _wire.properties(message)
+        await self._topology.exchange(topic)
+        exchange, key = topic, _wire.routing_key(message)
+        if delay:
+            tier, exact = tier_ms(delay)
+            queue = Names.delay(topic, tier)
+            # Dead-lettered with its routing key (the delay queue name): bindings use "#".
+            await self._topology.ttl_queue(topic, queue, tier, to_exchange=topic, to_key=None)
+            exchange, key = "", queue
+            props.expiration = str(exact)
+        try:
+            with _errors.publishing(topic):
+                await self._publisher.send(exchange, key, message.body, props)
+        except PublishError:
+            if delay:
+                self._topology.forget_ttl_queue(key)
+            raise
+
+    def _check(self, topic: str, delay: float | None) -> None:
+        if self._closed:
+            raise ClosedError("the producer is closed")
+        Names.check("topic", topic)
+        if delay is None:
+            return
+        if not delay >= 0:
+            raise ConfigError(f"delay must be a non-negative number of seconds, got {delay!r}")
+        if delay > self._options.max_delay:
+            raise CapabilityError(
+                f"delay={delay:g}s",
+                f"delays on RabbitMQ go up to max_delay={self._options.max_delay:g}s "
+                "(TTL queues; RabbitMQ TTLs are 32-bit milliseconds)",
+                backend="rabbitmq",
+            )
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._publisher.close()
