@@ -8,6 +8,7 @@ broker in the same run. Usage: ``uv run python backends/rabbitmq/bench_quick.py 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 import uuid
@@ -16,7 +17,7 @@ import aio_pika
 
 import unibus
 
-URL = "amqp://guest:guest@127.0.0.1:5672/"
+URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 BODY = b"x" * 200
 WINDOW = 1000  # publishes in flight (confirms awaited per window)
 
