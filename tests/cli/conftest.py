@@ -1,4 +1,5 @@
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,16 @@ def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
     """The tests say which broker they use; the developer's environment does not leak in."""
     for name in ("UNIBUS_URL", "UNIBUS_CONFIG", "UNIBUS_SERIALIZER"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The CLI configures the ``unibus`` logger for its process; undo that between tests."""
+    logger = logging.getLogger("unibus")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
 
 
 @pytest.fixture

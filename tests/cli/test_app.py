@@ -1,4 +1,5 @@
 import importlib
+import logging
 
 import pytest
 
@@ -36,3 +37,17 @@ def test_main_reports_unibus_errors_as_one_line(
     err = capsys.readouterr().err
     assert err.startswith("error: malformed broker URL 'nonsense'")
     assert "Traceback" not in err
+
+
+def test_log_lines_go_to_stderr_at_the_chosen_level(run: Run) -> None:
+    logger = logging.getLogger("unibus.test")
+    result = run(["--log-level", "error", "capabilities", "--backend", "memory"])
+    assert result.exit_code == 0
+    assert logging.getLogger("unibus").getEffectiveLevel() == logging.ERROR
+    assert not logger.isEnabledFor(logging.WARNING)
+
+
+def test_unknown_log_level_is_a_usage_error(run: Run) -> None:
+    result = run(["--log-level", "loud", "capabilities"])
+    assert result.exit_code == 2
+    assert "debug, info, warning" in result.output

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+from typing import Annotated
 
 import typer
 
-from unibus.cli import capabilities, config, consume, demo, publish
+from unibus.cli import capabilities, config, consume, demo, logs, publish
 from unibus.cli.failures import fail
+from unibus.cli.logs import LEVELS
 from unibus.errors import UnibusError
 
 __all__ = ["app", "main"]
@@ -19,6 +21,19 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+@app.callback()
+def root(
+    log_level: Annotated[str, typer.Option(
+        envvar="UNIBUS_LOG_LEVEL",
+        help=f"Show unibus log lines at this level and above: {', '.join(LEVELS)}.")
+    ] = "warning",
+) -> None:
+    """One producer / consumer / dead-letter interface over many brokers."""
+    if log_level.lower() not in LEVELS:
+        raise typer.BadParameter(f"use one of {', '.join(LEVELS)}", param_hint="--log-level")
+    logs.configure(log_level)
+
+
 app.command()(capabilities.capabilities)
 app.command()(publish.publish)
 app.command()(consume.consume)
