@@ -2,8 +2,9 @@
 
 A group's cursor (``groups.next_seq``) marks what it has taken from the log. Taken but
 unsettled messages are leases; a lease is handed to one member at a time, and a message
-is never handed out while an earlier message with the same key is unsettled in the group,
-so a delayed retry blocks only its own key. Plain functions run on the store's thread.
+is handed out only when every earlier unsettled message with its key is in flight at the
+same consumer, so keys stay in order and a delayed retry blocks only its own key. Plain
+functions run on the store's thread.
 """
 
 from __future__ import annotations
@@ -31,13 +32,17 @@ Target = str | Position | datetime
 _BACKLOG = 2000
 
 _CANDIDATES = """
-SELECT l.seq, l.attempt FROM leases AS l
-WHERE l.topic = ?1 AND l.grp = ?2 AND l.visible_at <= ?3
-  AND (l.owner IS NULL OR l.lease_until < ?3)
-  AND (l.key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM leases AS e
-      WHERE e.topic = ?1 AND e.grp = ?2 AND e.key = l.key AND e.seq < l.seq))
-ORDER BY l.seq LIMIT ?4
+SELECT seq, attempt, key FROM leases
+WHERE topic = ?1 AND grp = ?2 AND visible_at <= ?3 AND (owner IS NULL OR lease_until < ?3)
+ORDER BY seq LIMIT ?4
+"""
+
+# An earlier unsettled message of the same key that is not in flight at this consumer.
+_BLOCKER = """
+SELECT 1 FROM leases
+WHERE topic = ?1 AND grp = ?2 AND key = ?3 AND seq > ?4 AND seq < ?5
+  AND NOT (owner IS NOT NULL AND owner = ?6 AND lease_until >= ?7)
+LIMIT 1
 """
 
 _WORK = """
@@ -105,7 +110,7 @@ def fetch(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: str,
             if len(out) >= limit:
                 break
             _take_from_log(conn, topic, grp, limit)
-            chosen = conn.execute(_CANDIDATES, (topic, grp, now, limit - len(out))).fetchall()
+            chosen = _choose(conn, topic, grp, owner, limit - len(out), now)
             if not chosen:
                 continue
             tokens = {seq: random.getrandbits(62) for seq, _ in chosen}
@@ -125,6 +130,29 @@ def fetch(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: str,
                 ):
                     out.append((topic, seq, attempts[seq], tokens[seq], key, headers, body))
     return out
+
+
+def _choose(conn: sqlite3.Connection, topic: str, grp: str, owner: str, limit: int,
+            now: float) -> list[tuple[int, int]]:
+    """(offset, attempt) of up to ``limit`` free leases, oldest first, skipping any whose
+    key has an earlier unsettled message that is not in flight at this same consumer."""
+    chosen: list[tuple[int, int]] = []
+    last_of_key: dict[str, int] = {}
+    blocked: set[str] = set()
+    for seq, attempt, key in conn.execute(_CANDIDATES, (topic, grp, now, _BACKLOG + 500))\
+            .fetchall():
+        if key is not None:
+            if key in blocked:
+                continue
+            since = last_of_key.get(key, -1)
+            if conn.execute(_BLOCKER, (topic, grp, key, since, seq, owner, now)).fetchone():
+                blocked.add(key)
+                continue
+            last_of_key[key] = seq
+        chosen.append((seq, attempt))
+        if len(chosen) >= limit:
+            break
+    return chosen
 
 
 def _take_from_log(conn: sqlite3.Connection, topic: str, grp: str, limit: int) -> None:
