@@ -83,3 +83,11 @@ def test_a_backend_that_does_not_load_is_listed_with_its_install_command(
     result = run(["capabilities"])
     assert result.exit_code == 0
     assert "pip install unibus-kafka" in result.output
+
+
+def test_reasons_for_all_backends_on_request(run: Run) -> None:
+    caps = backend_class("sqlite").declare(backend_class("sqlite").Options())
+    why = next(iter(caps.reasons.values()))
+    assert why not in run(["capabilities"]).output.replace("\n", " ")
+    assert "--reasons" in run(["capabilities"]).output
+    assert why[:40] in run(["capabilities", "--reasons"]).output

@@ -68,8 +68,9 @@ def capabilities(
     )] = None,
     markdown: Annotated[bool, typer.Option(
         "--markdown", help="Print the markdown table the docs are generated from.")] = False,
-    reasons: Annotated[bool, typer.Option(
-        "--reasons/--no-reasons", help="Explain what each backend lacks.")] = True,
+    reasons: Annotated[bool | None, typer.Option(
+        "--reasons/--no-reasons",
+        help="Explain what each backend lacks (default: with --backend only).")] = None,
 ) -> None:
     """Print what every installed backend can honour, one column per backend and mode."""
     options = pairs(option, "--option")
@@ -86,13 +87,16 @@ def capabilities(
     console = Console(highlight=False)
     for table in rich_tables(matrix, console.width):
         console.print(table)
-    if reasons:
+    if reasons or (reasons is None and backend is not None):
         for labels, dimension, why in matrix.limitations():
-            backend = next(c.backend for c in matrix.columns if c.label == labels[0])
-            modes = sum(1 for c in matrix.columns if c.backend == backend)
-            where = backend if len(labels) == modes else ", ".join(labels)
+            backend_name = next(c.backend for c in matrix.columns if c.label == labels[0])
+            modes = sum(1 for c in matrix.columns if c.backend == backend_name)
+            where = backend_name if len(labels) == modes else ", ".join(labels)
             console.print(f"[bold]{escape(where)}[/] {dimension.replace('_', ' ')}: "
                           f"{escape(why)}", soft_wrap=True)
+    elif matrix.columns:
+        console.print("[dim]why a backend lacks something: unibus capabilities --backend NAME, "
+                      "or --reasons for all[/]", soft_wrap=True)
     for missing in matrix.unavailable:
         console.print(f"[yellow]{escape(missing.backend)}[/]: {escape(str(missing))}",
                       soft_wrap=True)
