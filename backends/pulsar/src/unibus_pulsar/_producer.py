@@ -1,0 +1,174 @@
+"""Publishing: one client producer per topic, pipelined sends, receipts from message ids."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import pulsar  # type: ignore[import-untyped]
+import pulsar.asyncio as pulsar_asyncio  # type: ignore[import-untyped]
+
+from unibus.base import check_size
+from unibus.errors import (
+    CapabilityError,
+    ClosedError,
+    ConfigError,
+    PublishError,
+    TopicNotFoundError,
+)
+from unibus.message import Message, Receipt
+from unibus_pulsar._errors import boundary
+
+if TYPE_CHECKING:
+    from unibus_pulsar._backend import PulsarBackend
+
+__all__ = ["PulsarProducer"]
+
+_COMPRESSION = {
+    "none": pulsar.CompressionType.NONE,
+    "lz4": pulsar.CompressionType.LZ4,
+    "zlib": pulsar.CompressionType.ZLib,
+    "zstd": pulsar.CompressionType.ZSTD,
+    "snappy": pulsar.CompressionType.SNAPPY,
+}
+
+
+class PulsarProducer:
+    """Publishes to persistent topics; safe for concurrent use by tasks of one loop.
+
+    Sends are pipelined: at most ``max_pending_messages`` are outstanding (the client's own
+    queue is never allowed to fill, so no send blocks the loop). ``batched=False`` writes one
+    entry per message (the dead-letter producer, whose entries are acknowledged one by one).
+    """
+
+    def __init__(self, backend: PulsarBackend, *, batched: bool | None = None) -> None:
+        self._backend = backend
+        o = backend.options
+        self._batched = o.batching if batched is None else batched
+        self._producers: dict[str, pulsar_asyncio.Producer] = {}
+        self._creating: dict[str, asyncio.Lock] = {}
+        self._window = asyncio.Semaphore(o.max_pending_messages)
+        self._closed = False
+
+    # -- publish ------------------------------------------------------------------------------
+
+    async def publish(self, topic: str, message: Message, *, delay: float | None = None
+                      ) -> Receipt:
+        self._check(message, delay)
+        producer = await self._producer(topic)
+        return await self._send(producer, topic, message, delay)
+
+    async def publish_many(self, topic: str, messages: Sequence[Message], *,
+                           delay: float | None = None) -> list[Receipt]:
+        for message in messages:
+            self._check(message, delay)
+        if not messages:
+            return []
+        producer = await self._producer(topic)
+        results = await asyncio.gather(
+            *(self._send(producer, topic, m, delay) for m in messages), return_exceptions=True
+        )
+        receipts = [r for r in results if isinstance(r, Receipt)]
+        for result in results:
+            if isinstance(result, BaseException):
+                error = result if isinstance(result, PublishError) else PublishError(
+                    f"publish to {topic} failed: {result}")
+                error.receipts = receipts  # type: ignore[attr-defined]
+                raise error from result
+        return receipts
+
+    def _check(self, message: Message, delay: float | None) -> None:
+        if self._closed:
+            raise ClosedError("the producer is closed")
+        caps = self._backend.capabilities
+        check_size(message, caps.max_message_size, "pulsar")
+        if delay is None or delay == 0:
+            return
+        if not delay > 0:
+            raise ConfigError(f"delay must be a non-negative number of seconds: {delay!r}")
+        if caps.max_delay is None or delay > caps.max_delay:
+            raise CapabilityError(f"delay={delay:g}s", caps.reason("delayed_delivery"),
+                                  backend="pulsar")
+
+    async def _send(self, producer: pulsar_asyncio.Producer, topic: str, message: Message,
+                    delay: float | None) -> Receipt:
+        kwargs: dict[str, Any] = {
+            "properties": message.wire_headers(),
+            "event_timestamp": int(message.time.timestamp() * 1000),
+        }
+        if message.key is not None:
+            kwargs["partition_key"] = message.key
+        if delay:
+            kwargs["deliver_after"] = timedelta(seconds=delay)
+        async with self._window:
+            with boundary(f"publish to {topic}", PublishError):
+                message_id = await producer.send(message.body, **kwargs)
+        partition = message_id.partition()
+        ledger, entry = message_id.ledger_id(), message_id.entry_id()
+        return Receipt(
+            topic=topic,
+            message_id=message.id,
+            partition=partition if partition >= 0 else None,
+            broker_id=f"{ledger}:{entry}:{partition}:{message_id.batch_index()}",
+            duplicate=ledger < 0 and entry < 0,
+        )
+
+    # -- producers per topic ------------------------------------------------------------------
+
+    async def _producer(self, topic: str) -> pulsar_asyncio.Producer:
+        found = self._producers.get(topic)
+        if found is not None:
+            return found
+        lock = self._creating.setdefault(topic, asyncio.Lock())
+        async with lock:
+            found = self._producers.get(topic)
+            if found is not None:
+                return found
+            backend = self._backend
+            full = backend.names.topic(topic)
+            if not backend.options.auto_create and not await backend.topology.exists(topic):
+                raise TopicNotFoundError(
+                    f"topic {topic!r} ({full}) does not exist and auto_create is off; "
+                    "provision it first (bus.provision)"
+                )
+            o = backend.options
+            with boundary(f"create a producer for {topic}", PublishError):
+                created = await backend.client.create_producer(
+                    full,
+                    send_timeout_millis=int(o.send_timeout * 1000),
+                    compression_type=_COMPRESSION[o.compression],
+                    max_pending_messages=o.max_pending_messages,
+                    block_if_queue_full=False,
+                    batching_enabled=self._batched,
+                    batching_max_messages=o.batching_max_messages,
+                    batching_max_publish_delay_ms=max(1, int(o.batching_max_delay * 1000)),
+                    batching_type=(pulsar.BatchingType.KeyBased
+                                   if o.subscription_type == "key_shared"
+                                   else pulsar.BatchingType.Default),
+                    message_routing_mode=pulsar.PartitionsRoutingMode.RoundRobinDistribution,
+                )
+            if self._closed:
+                await self._close_one(topic, created)
+                raise ClosedError("the producer is closed")
+            self._producers[topic] = created
+            return created
+
+    async def close(self) -> None:
+        """Flush what is pending, then close every topic's producer. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        producers, self._producers = self._producers, {}
+        await asyncio.gather(*(self._close_one(t, p) for t, p in producers.items()),
+                             return_exceptions=True)
+
+    @staticmethod
+    async def _close_one(topic: str, producer: pulsar_asyncio.Producer) -> None:
+        with boundary(f"close the producer of {topic}", PublishError):
+            try:
+                await producer.flush()
+            finally:
+                await producer.close()
+
