@@ -60,7 +60,9 @@ class RabbitMQConsumer(BaseConsumer):
         self._queues: dict[str, str] = {}
         self._private_args: dict[str, dict[str, Any]] = {}
         self._channel: AbstractRobustChannel | None = None
-        self._tags: set[str] = set()
+        self._tags: dict[str, str] = {}  # consumer tag -> queue, on _subscribed_on
+        self._subscribed_on: Any = None
+        self._resuming: asyncio.Task[None] | None = None
         self._stopped = False
         # Quorum queues count deliveries; requeueing there keeps the count exact.
         self._counted = group is not None and options.queue_type == "quorum"
@@ -90,11 +92,16 @@ class RabbitMQConsumer(BaseConsumer):
             await self._subscribe()
 
     async def _subscribe(self) -> None:
+        """Consume every queue on the current channel (those not consumed there yet)."""
         assert self._channel is not None
         channel = await self._channel.get_underlay_channel()
-        channel.on_consumer_cancel_callbacks.add(self._on_cancel)
-        self._tags.clear()
+        if channel is not self._subscribed_on:
+            self._subscribed_on = channel
+            self._tags.clear()
+            channel.on_consumer_cancel_callbacks.add(self._on_cancel)
         for topic, queue in self._queues.items():
+            if queue in self._tags.values():
+                continue
             if queue in self._private_args:
                 await channel.queue_declare(
                     queue=queue, exclusive=True, auto_delete=True,
@@ -105,7 +112,7 @@ class RabbitMQConsumer(BaseConsumer):
                 queue, functools.partial(self._on_message, topic), no_ack=False
             )
             if ok.consumer_tag is not None:
-                self._tags.add(ok.consumer_tag)
+                self._tags[ok.consumer_tag] = queue
 
     async def _on_reopen(self, *_: Any) -> None:
         """The connection came back: deliveries of the dead channel cannot be settled any
@@ -115,11 +122,23 @@ class RabbitMQConsumer(BaseConsumer):
         for delivery in self._take_buffered():
             if not delivery.raw.channel.is_closed:
                 self._push(delivery)
-        try:
-            with _errors.consuming(f"resume consuming {', '.join(self.topics)}"):
-                await self._subscribe()
-        except Exception as exc:
-            self._fail(exc if isinstance(exc, ConsumeError) else ConsumeError(str(exc)))
+        if self._resuming is None or self._resuming.done():
+            self._resuming = self._spawn(self._resume())
+
+    async def _resume(self) -> None:
+        """Consume again; a restarted broker may need a while before its queues answer."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(60.0, 3 * self._options.connect_timeout)
+        while not self._stopped:
+            try:
+                with _errors.consuming(f"resume consuming {', '.join(self.topics)}"):
+                    await self._subscribe()
+                return
+            except Exception as exc:
+                if loop.time() > deadline:
+                    self._fail(exc if isinstance(exc, ConsumeError) else ConsumeError(str(exc)))
+                    return
+            await asyncio.sleep(self._options.reconnect_interval)  # retry pacing
 
     def _on_cancel(self, frame: Any) -> None:
         if not self._stopped and frame.consumer_tag in self._tags:

@@ -32,6 +32,9 @@ class Publisher:
         self._opening = asyncio.Lock()
 
     async def _underlay(self) -> aiormq.abc.AbstractChannel:
+        channel = self._channel
+        if channel is not None and self._connection.connected.is_set():
+            return await channel.get_underlay_channel()  # fast path: no timeout task
         if self._channel is None:
             async with self._opening:
                 if self._channel is None:
