@@ -9,14 +9,14 @@ import httpx
 import pulsar  # type: ignore[import-untyped]
 import pulsar.asyncio as pulsar_asyncio  # type: ignore[import-untyped]
 import pytest
-
-import unibus
-from unibus.capabilities import Ordering
-from unibus.positions import Position
 from unibus_pulsar import PulsarBackend, PulsarOptions
 from unibus_pulsar._dead_letters import acknowledged
 from unibus_pulsar._errors import boundary
 from unibus_pulsar._names import Names, decode_position, encode_position
+
+import unibus
+from unibus.capabilities import Ordering
+from unibus.positions import Position
 
 
 def backend(url: str = "pulsar://127.0.0.1:6650", **options: object) -> PulsarBackend:
@@ -65,8 +65,9 @@ def test_bad_options_are_config_errors(bad: dict[str, object]) -> None:
 def test_shared_claims_no_order_and_says_which_mode_does() -> None:
     caps = backend().capabilities
     assert caps.ordering is Ordering.NONE
-    assert caps.native_dead_letter and caps.replay and caps.consumer_groups and caps.fan_out
-    assert caps.max_delay is not None and math.isinf(caps.max_delay)
+    assert all((caps.native_dead_letter, caps.replay, caps.consumer_groups, caps.fan_out))
+    assert caps.max_delay is not None
+    assert math.isinf(caps.max_delay)
     with pytest.raises(unibus.CapabilityError, match="key_shared"):
         unibus.connect("pulsar://127.0.0.1:6650", requirements={"ordering": "partition"})
 
@@ -150,8 +151,8 @@ def test_positions_round_trip_as_opaque_strings() -> None:
 def test_dead_letter_cursor_ranges() -> None:
     done = acknowledged({"markDeletePosition": "5:2",
                          "individuallyDeletedMessages": "[(5:3..5:4], (5:6..5:8]]"})
-    assert done((5, 2)) and done((5, 4)) and done((5, 7)) and done((4, 99))
-    assert not done((5, 3)) and not done((5, 5)) and not done((5, 9)) and not done((6, 0))
+    assert all(done(p) for p in [(5, 2), (5, 4), (5, 7), (4, 99)])
+    assert not any(done(p) for p in [(5, 3), (5, 5), (5, 9), (6, 0)])
     assert not acknowledged(None)((1, 1))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from unibus.capabilities import Capabilities, DeliveryGuarantee, Ordering, RetentionModel
+from unibus.durations import format_duration
 from unibus_pulsar._options import PulsarOptions
 
 __all__ = ["declare"]
@@ -55,7 +56,7 @@ def declare(options: PulsarOptions) -> Capabilities:
     if options.competing:
         reasons["delayed_delivery"] = (
             "deliver_after is honoured by Shared and Key_Shared subscriptions "
-            f"(limit: max_delay={options.max_delay:g}s)"
+            f"(limit: max_delay={format_duration(options.max_delay)})"
         )
     else:
         reasons["delayed_delivery"] = (
