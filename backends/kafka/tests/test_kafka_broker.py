@@ -126,6 +126,7 @@ async def test_rebalance_under_load_loses_nothing_and_never_shares_a_message(
     in_progress: set[str] = set()
     overlaps: list[str] = []
     done = asyncio.Event()
+    trace: list[object] = []
     milestones = {100: asyncio.Event(), 300: asyncio.Event()}
 
     async def member(consumer: unibus.Consumer, stop: asyncio.Event) -> None:
@@ -144,6 +145,7 @@ async def test_rebalance_under_load_loses_nothing_and_never_shares_a_message(
                 await asyncio.sleep(0.001)  # simulated work, interleaving the members
                 in_progress.discard(mid)
                 processed.append(mid)
+                trace.append((id(consumer), delivery.position, delivery.attempt, mid))
                 await delivery.ack()
                 for count, reached in milestones.items():
                     if len(processed) >= count:
@@ -181,7 +183,8 @@ async def test_rebalance_under_load_loses_nothing_and_never_shares_a_message(
     assert not overlaps, f"messages processed by two members at once: {overlaps[:5]}"
     assert set(processed) == set(sent), f"lost {len(set(sent) - set(processed))}"
     duplicates = len(processed) - len(set(processed))
-    assert duplicates == 0, f"{duplicates} messages processed twice despite draining"
+    assert duplicates == 0, f"{duplicates} processed twice: " + "; ".join(
+        str(t) for t in trace if processed.count(t[3]) > 1)
 
 
 async def test_provision_applies_partitions_retention_and_cleanup_policy(

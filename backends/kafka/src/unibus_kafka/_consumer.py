@@ -80,7 +80,7 @@ class KafkaConsumer(BaseConsumer):
         self._retry: dict[str, str] = {}
         if group is not None:
             self._retry = {retry_topic(t, group, d): t for t in self.topics for d in self._tiers}
-        self._marks = self._options.delivery_marks and not self._options.exactly_once
+        self._marks = self._options.delivery_marks
         self._commit_lock = asyncio.Lock()
         self._fetch_lock = asyncio.Lock()
         self._room = asyncio.Event()
@@ -255,13 +255,14 @@ class KafkaConsumer(BaseConsumer):
             try:
                 async with self._fetch_lock:
                     self._resume_due()
+                    epochs = dict(self._epochs)
                     batches = await self._client.getmany(timeout_ms=self._poll_ms(),
                                                          max_records=room)
-                    deliveries = self._deliveries(batches)
+                    deliveries = self._deliveries(batches, epochs)
                     if deliveries and self._marks and self.group is not None:
                         await self._mark({d.raw.tp for d in deliveries})
                     for delivery in deliveries:
-                        if self._epochs.get(delivery.raw.tp) == delivery.raw.epoch:
+                        if self._live(delivery):
                             self._push(delivery)
                 backoff = 0.1
             except asyncio.CancelledError:
@@ -295,12 +296,18 @@ class KafkaConsumer(BaseConsumer):
             if tp in self._offsets:
                 self._client.resume(tp)
 
-    def _deliveries(self, batches: dict[Any, list[Any]]) -> list[BaseDelivery]:
+    def _deliveries(self, batches: dict[Any, list[Any]], epochs: dict[Any, int]
+                    ) -> list[BaseDelivery]:
         out: list[BaseDelivery] = []
         now_ms = time.time() * 1000
         for tp, records in batches.items():
             offsets = self._offsets.get(tp)
             if offsets is None or tp in self._revoking:
+                continue
+            if self._epochs.get(tp) != epochs.get(tp):
+                # Reassigned while this fetch was under way: the records may predate the
+                # new position. Drop them and fetch again from where the partition starts.
+                self._client.seek(tp, offsets.position)
                 continue
             epoch = self._epochs[tp]
             is_retry = tp.topic in self._retry
@@ -375,6 +382,37 @@ class KafkaConsumer(BaseConsumer):
                 log.warning("consumer group=%s: commit failed: %s", self.group, exc)
 
     # -- settling -----------------------------------------------------------------------------
+
+    async def receive(self, timeout: float | None = None) -> BaseDelivery:
+        # A delivery can be between the buffer and the receiver while its partition is
+        # revoked or sought (asyncio.wait_for runs the queue get as its own task): it is
+        # stale by then, so it is dropped here instead of being handed out.
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            delivery = await super().receive(left)
+            if self._live(delivery):
+                return delivery
+            self._forget(delivery)
+
+    async def receive_batch(self, max_messages: int, timeout: float) -> list[BaseDelivery]:
+        batch = await super().receive_batch(max_messages, timeout)
+        for delivery in [d for d in batch if not self._live(d)]:
+            batch.remove(delivery)
+            self._forget(delivery)
+        return batch or await self.receive_batch(max_messages, timeout)
+
+    def _live(self, delivery: BaseDelivery) -> bool:
+        """May this delivery still be handed out (its partition neither moved nor moving)?"""
+        ref: RecordRef = delivery.raw
+        return self._epochs.get(ref.tp) == ref.epoch and ref.tp not in self._revoking
+
+    def _forget(self, delivery: BaseDelivery) -> None:
+        delivery._settled = True
+        self._in_flight.discard(delivery)
+        if not self._in_flight:
+            self._drained.set()
 
     def _current(self, delivery: BaseDelivery) -> PartitionOffsets | None:
         ref: RecordRef = delivery.raw
