@@ -1,0 +1,3 @@
+from unibus.devstack.cli import app
+
+app(prog_name="unibus dev")

@@ -1,0 +1,33 @@
+"""What the launcher needs to know about one broker."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["BrokerSpec", "Launch"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """How to start the broker process (already prepared: jars resolved, config written)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerSpec:
+    name: str
+    version: str
+    ports: dict[str, int]
+    url: str
+    #: Resolve/install what is missing, write config under the state dir, return the launch.
+    prepare: Callable[[Path, Path], Launch]
+    #: Protocol-level readiness probe.
+    ready: Callable[[], bool]
+    start_timeout: float = 90.0
+    #: Extra cleanup after the process group is gone (e.g. Erlang's epmd).
+    after_stop: Callable[[Path], None] | None = None

@@ -1,0 +1,153 @@
+"""DevStack: start, watch and stop the brokers as local processes under one state directory.
+
+State layout: ``<home>/<broker>/`` holds the broker's data and config, ``<home>/<broker>.pid``
+its PID (the leader of its own process group) and ``<home>/<broker>.log`` its output. Jars are
+cached in ``<home>/../jars`` and reused between runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from unibus.devstack import _process
+from unibus.devstack._errors import DevStackError
+from unibus.devstack.brokers import ORDER, spec
+
+__all__ = ["BrokerStatus", "DevStack", "default_home"]
+
+
+def default_home() -> Path:
+    configured = os.environ.get("UNIBUS_DEV_HOME")
+    return Path(configured) if configured else Path.home() / ".cache" / "unibus" / "dev"
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerStatus:
+    name: str
+    state: str  # running | stopped | unhealthy | external
+    pid: int | None
+    url: str
+    version: str
+    log: Path
+    ports: dict[str, int]
+    started_in: float | None = None
+
+
+class DevStack:
+    """Synchronous and blocking: call from a thread in async code."""
+
+    def __init__(self, state_dir: Path | None = None) -> None:
+        self.home = state_dir or default_home()
+        self.cache = self.home.parent / "jars"
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def names(self, names: Sequence[str] = ()) -> list[str]:
+        unknown = [n for n in names if n not in ORDER]
+        if unknown:
+            raise DevStackError(
+                f"unknown broker(s) {', '.join(unknown)}; choose from {', '.join(ORDER)}")
+        return [n for n in ORDER if not names or n in names]
+
+    def status(self, names: Sequence[str] = ()) -> list[BrokerStatus]:
+        return [self._status(name) for name in self.names(names)]
+
+    def _status(self, name: str, started_in: float | None = None) -> BrokerStatus:
+        broker = spec(name)
+        pid = self._pid(name)
+        healthy = broker.ready()
+        if _process.alive(pid):
+            state = "running" if healthy else "unhealthy"
+        else:
+            pid = None
+            state = "external" if healthy else "stopped"
+        return BrokerStatus(name, state, pid, broker.url, broker.version,
+                            self.home / f"{name}.log", broker.ports, started_in)
+
+    def logs(self, name: str, lines: int = 50) -> str:
+        path = self.home / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def up(self, names: Sequence[str] = ()) -> list[BrokerStatus]:
+        """Start every named broker that is not running; wait until each answers."""
+        return [self.start(name) for name in self.names(names)]
+
+    def start(self, name: str) -> BrokerStatus:
+        current = self._status(name)
+        if current.state in ("running", "external"):
+            return current
+        if current.state == "unhealthy":
+            self.stop(name)
+        broker = spec(name)
+        busy = [p for p in broker.ports.values() if _process.port_open(p)]
+        if busy:
+            raise DevStackError(
+                f"{name}: port(s) {busy} are taken by another process that does not answer as "
+                f"{name}; stop it and retry")
+        self.home.mkdir(parents=True, exist_ok=True)
+        began = time.monotonic()
+        launch = broker.prepare(self.home / name, self.cache)
+        log = self.home / f"{name}.log"
+        with log.open("a") as out:
+            out.write(f"\n--- unibus dev: starting {name} at {time.ctime()} ---\n")
+        pid = _process.spawn(launch.argv, log=log, cwd=launch.cwd, env=launch.env)
+        (self.home / f"{name}.pid").write_text(str(pid))
+        deadline = began + broker.start_timeout
+        while not broker.ready():
+            if not _process.alive(pid):
+                self._forget(name)
+                raise DevStackError(f"{name} exited while starting; log tail:\n"
+                                    f"{self.logs(name, 40)}")
+            if time.monotonic() > deadline:
+                self.stop(name, kill=True)
+                raise DevStackError(f"{name} did not answer within {broker.start_timeout:.0f}s;"
+                                    f" log tail:\n{self.logs(name, 40)}")
+            time.sleep(0.25)
+        return self._status(name, started_in=time.monotonic() - began)
+
+    def stop(self, name: str, *, kill: bool = False) -> None:
+        """Stop the broker this launcher started (SIGTERM, or SIGKILL when ``kill``)."""
+        broker = spec(name)
+        pid = self._pid(name)
+        if pid is not None:
+            _process.terminate(pid, kill=kill)
+        self._forget(name)
+        if broker.after_stop is not None:
+            broker.after_stop(self.home / name)
+        deadline = time.monotonic() + 30
+        while any(_process.port_open(p) for p in broker.ports.values()):
+            if time.monotonic() > deadline or pid is None:
+                break
+            time.sleep(0.1)
+
+    def down(self, names: Sequence[str] = ()) -> None:
+        for name in reversed(self.names(names)):
+            self.stop(name)
+
+    def restart(self, name: str, *, kill: bool = False) -> BrokerStatus:
+        """Stop (gracefully, or SIGKILL) and start again keeping data; wait until healthy."""
+        if self._pid(name) is None:
+            raise DevStackError(f"{name} was not started by this launcher; cannot restart it")
+        self.stop(name, kill=kill)
+        return self.start(name)
+
+    # -- pid files --------------------------------------------------------------------------
+
+    def _pid(self, name: str) -> int | None:
+        path = self.home / f"{name}.pid"
+        try:
+            pid = int(path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _process.alive(pid) else None
+
+    def _forget(self, name: str) -> None:
+        (self.home / f"{name}.pid").unlink(missing_ok=True)

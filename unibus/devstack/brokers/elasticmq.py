@@ -1,0 +1,40 @@
+"""ElasticMQ (SQS-compatible) from its Maven Central jars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from unibus.devstack import _jars, _probes
+from unibus.devstack._spec import BrokerSpec, Launch
+
+PORT = 9324
+
+
+def spec() -> BrokerSpec:
+    return BrokerSpec(name="elasticmq", version="1.6.11", ports={"sqs": PORT},
+                      url=f"sqs://us-east-1?endpoint_url=http://127.0.0.1:{PORT}",
+                      prepare=prepare, ready=ready, start_timeout=60.0)
+
+
+def ready() -> bool:
+    return _probes.http_ok(f"http://127.0.0.1:{PORT}/?Action=ListQueues", "ListQueuesResponse")
+
+
+def prepare(state: Path, cache: Path) -> Launch:
+    lib = _jars.resolve("elasticmq", cache)
+    state.mkdir(parents=True, exist_ok=True)
+    conf = state / "elasticmq.conf"
+    # Queues and messages persist in the state dir, so a restart keeps them.
+    conf.write_text(
+        'include classpath("application.conf")\n'
+        f'node-address {{ protocol = http, host = 127.0.0.1, port = {PORT}, context-path = "" }}\n'
+        f'rest-sqs {{ enabled = true, bind-port = {PORT}, bind-hostname = "127.0.0.1", '
+        'sqs-limits = strict }\n'
+        "rest-stats { enabled = false }\n"
+        "queues-storage { enabled = true, path = \"" + str(state / "queues.conf") + "\" }\n"
+        "messages-storage { enabled = true, uri = \"jdbc:h2:" + str(state / "messages")
+        + "\" }\n"
+    )
+    argv = ["java", "-Xms64m", "-Xmx384m", f"-Dconfig.file={conf}", "-cp", f"{lib}/*",
+            "org.elasticmq.server.Main"]
+    return Launch(argv=argv, env={}, cwd=state)
