@@ -54,7 +54,7 @@ def _mount_dev() -> None:
     except Exception as exc:
         _broken_dev(exc)
         return
-    app.add_typer(dev, name="dev", help="Start, stop and inspect local brokers.")
+    app.add_typer(dev, name="dev")
 
 
 def _broken_dev(exc: BaseException) -> None:
