@@ -22,15 +22,21 @@ BODY = b"x" * 200
 WINDOW = 1000  # publishes in flight (confirms awaited per window)
 
 
-async def bench_unibus(count: int) -> tuple[float, float]:
+Rates = tuple[float, float, float, float]  # publish/s, consume/s, client CPU us per message
+
+
+async def bench_unibus(count: int) -> Rates:
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     async with unibus.connect(URL) as bus:
         consumer = await bus.consumer(topic, group="bench", prefetch=1000)
         messages = [unibus.Message(body=BODY) for _ in range(count)]
+        cpu = time.process_time()
         start = time.perf_counter()
         for i in range(0, count, WINDOW):
             await bus.publish_many(topic, messages[i:i + WINDOW])
         published = time.perf_counter() - start
+        cpu_publish = time.process_time() - cpu
+        cpu = time.process_time()
         start = time.perf_counter()
         received = 0
         while received < count:
@@ -38,12 +44,14 @@ async def bench_unibus(count: int) -> tuple[float, float]:
                 await delivery.ack()
                 received += 1
         consumed = time.perf_counter() - start
+        cpu_consume = time.process_time() - cpu
         await consumer.close()
         await bus.delete_topic(topic)
-    return count / published, count / consumed
+    return (count / published, count / consumed, cpu_publish / count * 1e6,
+            cpu_consume / count * 1e6)
 
 
-async def bench_raw(count: int) -> tuple[float, float]:
+async def bench_raw(count: int) -> Rates:
     name = f"bench-raw-{uuid.uuid4().hex[:8]}"
     connection = await aio_pika.connect_robust(URL)
     async with connection:
@@ -56,6 +64,7 @@ async def bench_raw(count: int) -> tuple[float, float]:
             name, durable=True, arguments={"x-queue-type": "quorum"}
         )
         await queue.bind(exchange, "#")
+        cpu = time.process_time()
         start = time.perf_counter()
         for i in range(0, count, WINDOW):
             await asyncio.gather(*(
@@ -66,6 +75,7 @@ async def bench_raw(count: int) -> tuple[float, float]:
                 for _ in range(min(WINDOW, count - i))
             ))
         published = time.perf_counter() - start
+        cpu_publish = time.process_time() - cpu
         done = asyncio.Event()
         received = 0
 
@@ -76,23 +86,28 @@ async def bench_raw(count: int) -> tuple[float, float]:
             if received >= count:
                 done.set()
 
+        cpu = time.process_time()
         start = time.perf_counter()
         tag = await queue.consume(on_message)
         await asyncio.wait_for(done.wait(), 600)
         consumed = time.perf_counter() - start
+        cpu_consume = time.process_time() - cpu
         await queue.cancel(tag)
         await queue.delete(if_unused=False, if_empty=False)
         await exchange.delete()
-    return count / published, count / consumed
+    return (count / published, count / consumed, cpu_publish / count * 1e6,
+            cpu_consume / count * 1e6)
 
 
 async def main(count: int) -> None:
-    raw_pub, raw_con = await bench_raw(count)
-    uni_pub, uni_con = await bench_unibus(count)
+    raw = await bench_raw(count)
+    uni = await bench_unibus(count)
     print(f"{count} x {len(BODY)} B, persistent, publisher confirms, quorum queue, manual ack")
-    print(f"{'':10}{'publish msg/s':>16}{'consume msg/s':>16}")
-    print(f"{'aio-pika':10}{raw_pub:16,.0f}{raw_con:16,.0f}")
-    print(f"{'unibus':10}{uni_pub:16,.0f}{uni_con:16,.0f}")
+    print(f"{'':10}{'publish msg/s':>15}{'consume msg/s':>15}"
+          f"{'publish CPU us/msg':>20}{'consume CPU us/msg':>20}")
+    for name, r in (("aio-pika", raw), ("unibus", uni)):
+        print(f"{name:10}{r[0]:15,.0f}{r[1]:15,.0f}{r[2]:20,.0f}{r[3]:20,.0f}")
+    print("(CPU: this client process only; rates also depend on the broker and machine load)")
 
 
 if __name__ == "__main__":

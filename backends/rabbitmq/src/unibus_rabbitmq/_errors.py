@@ -7,7 +7,8 @@ exception type reaches the caller.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 
 import aiormq.exceptions as amqp
 import pamqp.exceptions
@@ -82,9 +83,37 @@ def connecting(where: str) -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def publishing(topic: str) -> Iterator[None]:
+class _OnError:
+    """A boundary that costs nothing on the hot path: only an exception passing through it
+    enters the (generator-based) mapping."""
+
+    __slots__ = ("_arg", "_mapping")
+
+    def __init__(self, mapping: Callable[[str], AbstractContextManager[None]], arg: str) -> None:
+        self._mapping = mapping
+        self._arg = arg
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, Exception):
+            with self._mapping(self._arg):
+                raise exc
+
+
+def publishing(topic: str) -> AbstractContextManager[None]:
     """Publish errors; an unroutable (returned) message gets the explanation it deserves."""
+    return _OnError(_publishing, topic)
+
+
+def settling(what: str) -> AbstractContextManager[None]:
+    """Any failure to settle: the broker keeps (and will redeliver) the message."""
+    return _OnError(_settling, what)
+
+
+@contextlib.contextmanager
+def _publishing(topic: str) -> Iterator[None]:
     try:
         with map_exceptions(_PUBLISH, context=f"publish to {topic!r}"):
             yield
@@ -121,7 +150,6 @@ def consuming(what: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def settling(what: str) -> Iterator[None]:
-    """Any failure to settle: the broker keeps (and will redeliver) the message."""
+def _settling(what: str) -> Iterator[None]:
     with map_exceptions(_SETTLE, context=f"{what} failed; the message will be redelivered"):
         yield
