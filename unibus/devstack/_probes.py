@@ -58,7 +58,7 @@ def kafka(port: int) -> bool:
                     return False
                 data += chunk
             correlation, error = struct.unpack(">ih", data[:6])
-            return correlation == 7 and error == 0
+            return bool(correlation == 7 and error == 0)
     except OSError:
         return False
 

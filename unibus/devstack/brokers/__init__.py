@@ -9,7 +9,7 @@ from unibus.devstack._spec import BrokerSpec
 __all__ = ["ORDER", "spec"]
 
 #: Start order: quick ones first, so a failure of a slow one does not hide them.
-ORDER = ("rabbitmq", "nats", "elasticmq", "moto", "kafka")
+ORDER = ("rabbitmq", "nats", "elasticmq", "moto", "kafka", "pulsar")
 
 
 def spec(name: str) -> BrokerSpec:

@@ -1,0 +1,80 @@
+"""Apache Pulsar standalone (broker + bookie + RocksDB metadata) from Maven Central jars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from unibus.devstack import _jars, _probes
+from unibus.devstack._spec import BrokerSpec, Launch
+
+PORT, ADMIN, BOOKIE = 6650, 8080, 3181
+VERSION = "4.0.7"
+
+_CONF = f"""\
+clusterName=standalone
+bindAddress=127.0.0.1
+advertisedAddress=127.0.0.1
+brokerServicePort={PORT}
+webServicePort={ADMIN}
+managedLedgerDefaultEnsembleSize=1
+managedLedgerDefaultWriteQuorum=1
+managedLedgerDefaultAckQuorum=1
+delayedDeliveryEnabled=true
+transactionCoordinatorEnabled=true
+systemTopicEnabled=true
+topicLevelPoliciesEnabled=true
+allowAutoTopicCreation=true
+allowAutoTopicCreationType=non-partitioned
+functionsWorkerEnabled=false
+brokerDeleteInactiveTopicsEnabled=false
+brokerDeduplicationEnabled=false
+"""
+
+_LOG4J2 = """\
+status = warn
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c{1})%n
+rootLogger.level = WARN
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.standalone.name = org.apache.pulsar.PulsarStandalone
+logger.standalone.level = INFO
+"""
+
+# Pulsar reads JVM internals for load-balancing and GC metrics.
+_OPENS = [f"--add-opens={m}=ALL-UNNAMED" for m in (
+    "java.base/java.nio", "java.base/jdk.internal.misc", "java.base/sun.nio.ch",
+    "java.base/java.lang", "java.base/jdk.internal.platform", "java.management/sun.management",
+)]
+
+
+def spec() -> BrokerSpec:
+    return BrokerSpec(name="pulsar", version=VERSION, ports={"broker": PORT, "admin": ADMIN,
+                      "bookie": BOOKIE}, url=f"pulsar://127.0.0.1:{PORT}", prepare=prepare,
+                      ready=ready, start_timeout=240.0)
+
+
+def ready() -> bool:
+    """Ready when the admin API lists the public/default namespace."""
+    return _probes.http_ok(f"http://127.0.0.1:{ADMIN}/admin/v2/namespaces/public",
+                           "public/default")
+
+
+def prepare(state: Path, cache: Path) -> Launch:
+    lib = _jars.resolve("pulsar", cache)
+    state.mkdir(parents=True, exist_ok=True)
+    conf = state / "standalone.conf"
+    conf.write_text(_CONF)
+    log_config = state / "log4j2.properties"
+    log_config.write_text(_LOG4J2)
+    argv = [
+        "java", "-Xms256m", "-Xmx768m", "-XX:MaxDirectMemorySize=512m", "-XX:+UseG1GC",
+        f"-Dlog4j2.configurationFile={log_config}", "-Dpulsar.allocator.exit_on_oom=true",
+        "-Dio.netty.tryReflectionSetAccessible=true", *_OPENS, "-cp", f"{lib}/*",
+        "org.apache.pulsar.PulsarStandaloneStarter", "--config", str(conf),
+        "--no-functions-worker", "--no-stream-storage",
+        "--bookkeeper-dir", str(state / "bookkeeper"), "--metadata-dir", str(state / "metadata"),
+        "--bookkeeper-port", str(BOOKIE),
+    ]
+    return Launch(argv=argv, env={}, cwd=state)
