@@ -23,7 +23,9 @@ def parse_url(url: str) -> urllib.parse.SplitResult:
         raise ConfigError("a broker URL is required, e.g. 'kafka://localhost:9092'")
     try:
         parts = urllib.parse.urlsplit(url.strip())
-        parts.port  # noqa: B018  (validates the port)
+        # A comma-separated server list (nats://a:4222,b:4222): validate each host's port.
+        for host in parts.netloc.rpartition("@")[2].split(","):
+            urllib.parse.urlsplit(f"//{host}").port  # noqa: B018  (validates the port)
     except ValueError as exc:
         raise ConfigError(f"malformed broker URL {url!r}: {exc}") from exc
     if not parts.scheme or "://" not in url:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from collections.abc import Sequence
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from unibus.base import BaseConsumer, BaseDelivery
@@ -49,15 +51,19 @@ class NATSDelivery(BaseDelivery):
 
 
 class _Pull:
-    """One topic's JetStream consumer and the pull subscription bound to it."""
+    """One topic's JetStream consumer, our inbox for it, and the pull request in flight."""
 
     def __init__(self, topic: str, consumer: str, durable: bool) -> None:
         self.topic = topic
         self.stream = _names.stream_name(topic)
         self.consumer = consumer
         self.durable = durable
-        self.sub: JetStreamContext.PullSubscription | None = None
+        self.sub: Subscription | None = None
+        self.inbox = ""
         self.task: asyncio.Task[None] | None = None
+        self.owed = 0  # messages the pull request in flight may still deliver
+        self.request_over = asyncio.Event()
+        self.request_over.set()
 
 
 class JetStreamConsumer(BaseConsumer):
@@ -126,10 +132,13 @@ class JetStreamConsumer(BaseConsumer):
         await self.topology.create_consumer(pull.topic, config)
 
     async def _bind(self, pull: _Pull) -> None:
+        async def on_message(msg: Msg) -> None:
+            self._on_pulled(pull, msg)
+
+        pull.inbox = self.nc.new_inbox()
         with boundary("consume", f"subscribing to {pull.topic!r}"):
-            pull.sub = await self.js.pull_subscribe_bind(
-                consumer=pull.consumer, stream=pull.stream,
-                pending_msgs_limit=max(self.prefetch * 4, 1024))
+            pull.sub = await self.nc.subscribe(
+                pull.inbox, cb=on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
 
     def _run(self, pull: _Pull) -> None:
         pull.task = self._spawn(self._fetch_loop(pull))
@@ -137,6 +146,11 @@ class JetStreamConsumer(BaseConsumer):
     # -- fetching ---------------------------------------------------------------------------
 
     async def _fetch_loop(self, pull: _Pull) -> None:
+        """One pull request at a time for what fits under ``prefetch``. Waiting for each
+        request to end (filled, or expired: status 408) means none is left on the server
+        after the loop stops, so nothing is delivered to a consumer that stopped asking."""
+        next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{pull.stream}.{pull.consumer}"
+        expires = int(self.options.fetch_timeout * 1e9)
         failures = 0
         while not self._stopping:
             room = self.prefetch - len(self._outstanding)
@@ -144,25 +158,37 @@ class JetStreamConsumer(BaseConsumer):
                 self._room.clear()
                 await self._room.wait()
                 continue
-            assert pull.sub is not None
+            request = json.dumps({"batch": room, "expires": expires}).encode()
+            pull.owed = room
+            pull.request_over.clear()
             try:
-                msgs = await pull.sub.fetch(room, timeout=self.options.fetch_timeout)
-            except TimeoutError:
-                failures = 0
-                continue
-            except asyncio.CancelledError:
-                raise
+                await self.nc.publish(next_subject, request, reply=pull.inbox)
             except Exception as exc:  # the client reconnects by itself; keep asking
+                pull.request_over.set()
                 if self._stopping:
                     return
                 failures += 1
                 if not is_transient(exc):
-                    log.warning("fetching from %s failed (%r); retrying", pull.topic, exc)
+                    log.warning("pulling from %s failed (%r); retrying", pull.topic, exc)
                 await asyncio.sleep(min(0.1 * failures, 2.0))  # back off while reconnecting
                 continue
             failures = 0
-            for msg in msgs:
-                self._deliver(pull, msg)
+            # A server that restarted forgot the request: stop waiting after its expiry.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pull.request_over.wait(),
+                                       self.options.fetch_timeout + 2.0)
+            pull.request_over.set()
+
+    def _on_pulled(self, pull: _Pull, msg: Msg) -> None:
+        if not msg.reply:  # a status: 100 heartbeat, 404/408 nothing (more), 409 ...
+            status = (msg.headers or {}).get("Status")
+            if status != "100":
+                pull.request_over.set()
+            return
+        self._deliver(pull, msg)
+        pull.owed -= 1
+        if pull.owed <= 0:
+            pull.request_over.set()
 
     def _deliver(self, pull: _Pull, msg: Msg) -> None:
         metadata = msg.metadata

@@ -1,0 +1,294 @@
+"""JetStream specifics on a real nats-server: consumers, attempts, in-progress acks,
+dead letters, dedup, order, topology."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+import nats
+import pytest
+from unibus_nats._names import dlq_stream, stream_name
+
+import unibus
+from unibus import deadletter
+
+NATS_URL = os.environ.get("UNIBUS_NATS_URL", "nats://127.0.0.1:4222")
+
+
+async def take(
+    consumer: unibus.Consumer, count: int, timeout: float = 20.0
+) -> list[unibus.Delivery]:
+    got: list[unibus.Delivery] = []
+    while len(got) < count:
+        got.extend(await consumer.receive_batch(count - len(got), timeout=timeout))
+    return got
+
+
+async def quiet(consumer: unibus.Consumer, period: float = 1.5) -> None:
+    with contextlib.suppress(unibus.OperationTimeoutError):
+        extra = await consumer.receive(timeout=period)
+        pytest.fail(f"unexpected delivery {extra!r}")
+
+
+@contextlib.asynccontextmanager
+async def raw_js():  # type: ignore[no-untyped-def]
+    nc = await nats.connect(NATS_URL)
+    try:
+        yield nc.jetstream()
+    finally:
+        await nc.close()
+
+
+async def test_a_group_is_one_durable_consumer_with_max_deliver_from_max_attempts(
+    bus: unibus.Bus, topic: str
+) -> None:
+    await bus.consumer(topic, group="billing.v2", max_attempts=4)
+    await bus.consumer(topic, group="billing.v2", max_attempts=4)
+    await bus.consumer(topic, group="audit")
+    async with raw_js() as js:
+        infos = await js.consumers_info(stream_name(topic))
+        names = sorted(i.name for i in infos)
+        assert len(names) == 2, names  # members share one durable; fan-out is another
+        billing = next(i for i in infos if i.name.startswith("billing_v2"))
+        assert billing.config.durable_name == billing.name
+        # One more than max_attempts: the delivery past the budget reaches unibus, which
+        # dead-letters it (a crash loop), instead of stalling silently on the server.
+        assert billing.config.max_deliver == 5
+
+
+async def test_ungrouped_consumer_is_ephemeral_and_removed_at_close(
+    bus: unibus.Bus, topic: str
+) -> None:
+    consumer = await bus.consumer(topic)
+    async with raw_js() as js:
+        [info] = await js.consumers_info(stream_name(topic))
+        assert info.config.durable_name is None
+        await consumer.close()
+        assert await js.consumers_info(stream_name(topic)) == []
+
+
+async def test_publish_receipts_carry_stream_sequence_and_duplicates(
+    bus: unibus.Bus, topic: str
+) -> None:
+    message = unibus.Message(body=b"once")
+    first = await bus.publish(topic, message)
+    again = await bus.publish(topic, message)
+    assert (first.sequence, first.duplicate) == (1, False)
+    assert (again.sequence, again.duplicate) == (1, True)
+    batch = await bus.publish_many(topic, [unibus.Message(body=b"%d" % i) for i in range(500)]
+                                   + [message])
+    assert [r.sequence for r in batch[:500]] == list(range(2, 502))
+    assert batch[-1].duplicate
+
+
+async def test_attempt_is_the_servers_delivery_count_and_crash_loops_are_dead_lettered(
+    bus: unibus.Bus, topic: str
+) -> None:
+    group = "workers"
+    message = unibus.Message(body=b"crashes its consumer")
+    await bus.publish(topic, message)
+    for attempt in (1, 2):
+        consumer = await bus.consumer(topic, group=group, max_attempts=2)
+        [delivery] = await take(consumer, 1)
+        assert delivery.attempt == attempt
+        await consumer.close(drain_timeout=0)  # dies without settling
+    survivor = await bus.consumer(topic, group=group, max_attempts=2)
+    await quiet(survivor)
+    [dead] = await bus.dead_letter_queue(topic, group).list()
+    assert dead.message.id == message.id
+    assert "max_attempts=2" in dead.reason
+
+
+async def test_in_progress_acks_keep_a_long_handlers_message(topic: str) -> None:
+    async with unibus.connect(NATS_URL, ack_wait=1.0) as bus:
+        try:
+            slow = await bus.consumer(topic, group="g")
+            other = await bus.consumer(topic, group="g")
+            await bus.publish(topic, unibus.Message(body=b"long job"))
+            [delivery] = await take(slow, 1)
+            # Several ack_wait periods pass; the heartbeat says "still working".
+            await quiet(other, 3.5)
+            await delivery.ack()
+            await quiet(slow, 1.5)
+        finally:
+            await bus.delete_topic(topic)
+
+
+async def test_a_dead_process_s_delivery_goes_to_another_member_after_ack_wait(
+    topic: str
+) -> None:
+    async with unibus.connect(NATS_URL, ack_wait=1.0) as bus, \
+            unibus.connect(NATS_URL, ack_wait=1.0) as doomed:
+        try:
+            owner = await doomed.consumer(topic, group="g")
+            await bus.publish(topic, unibus.Message(body=b"job"))
+            [delivery] = await take(owner, 1)
+            # The owner's process dies: its connection drops, no nak, no heartbeat.
+            await doomed.backend._nc.close()  # type: ignore[attr-defined]
+            other = await bus.consumer(topic, group="g")
+            [again] = await take(other, 1)
+            assert again.message.id == delivery.message.id
+            assert again.attempt == 2
+            await again.ack()
+            await owner.close(drain_timeout=0)
+        finally:
+            await bus.delete_topic(topic)
+
+
+async def test_dead_letters_are_kept_per_group_and_listed_per_topic(
+    bus: unibus.Bus, topic: str
+) -> None:
+    billing = await bus.consumer(topic, group="billing")
+    audit = await bus.consumer(topic)
+    message = unibus.Message(body=b"bad", headers={"trace": "t-1"})
+    await bus.publish(topic, message)
+    [b] = await take(billing, 1)
+    [a] = await take(audit, 1)
+    await b.dead_letter("billing says no")
+    await a.dead_letter("audit says no")
+    await quiet(billing)
+    await quiet(audit)
+    [for_billing] = await bus.dead_letter_queue(topic, "billing").list()
+    assert for_billing.reason == "billing says no"
+    assert for_billing.group == "billing"
+    assert for_billing.message.headers["trace"] == "t-1"
+    everything = await bus.dead_letter_queue(topic).list()
+    assert sorted(d.reason for d in everything) == ["audit says no", "billing says no"]
+    async with raw_js() as js:
+        info = await js.stream_info(dlq_stream(topic))
+        assert info.state.messages == 2
+    assert await bus.dead_letter_queue(topic, "billing").purge() == 1
+    assert [d.reason for d in await bus.dead_letter_queue(topic).list()] == ["audit says no"]
+
+
+async def test_replayed_dead_letter_is_not_dropped_as_a_duplicate(
+    bus: unibus.Bus, topic: str
+) -> None:
+    consumer = await bus.consumer(topic, group="g")
+    message = unibus.Message(body=b"retry later")
+    await bus.publish(topic, message)  # its id is in the duplicate window now
+    [delivery] = await take(consumer, 1)
+    await delivery.dead_letter("downstream was down")
+    dlq = bus.dead_letter_queue(topic, "g")
+    assert await dlq.replay() == 1
+    [replayed] = await take(consumer, 1)
+    assert replayed.message.id == message.id
+    assert replayed.message.headers[deadletter.REPLAY_COUNT] == "1"
+    await replayed.ack()
+    assert await dlq.list() == []
+
+
+async def test_one_member_receives_in_stream_order_and_members_of_a_group_in_increasing_order(
+    bus: unibus.Bus, topic: str
+) -> None:
+    messages = [unibus.Message(body=b"%d" % i, key=f"k{i % 3}") for i in range(200)]
+    single = await bus.consumer(topic, group="single", prefetch=200)
+    a = await bus.consumer(topic, group="pair", prefetch=7)
+    b = await bus.consumer(topic, group="pair", prefetch=7)
+    await bus.publish_many(topic, messages)
+    got = await take(single, 200)
+    for d in got:
+        await d.ack()
+    assert [d.message.id for d in got] == [m.id for m in messages], "total order, one member"
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    while len(seen["a"]) + len(seen["b"]) < 200:
+        for name, consumer in (("a", a), ("b", b)):
+            with contextlib.suppress(unibus.OperationTimeoutError):
+                for d in await consumer.receive_batch(7, timeout=0.2):
+                    assert d.position is not None
+                    seen[name].append(int(d.position.offset))
+                    await d.ack()
+    # Each member sees an increasing subsequence of the stream; between members there is no
+    # order at all, which is why per-key ordering is not declared.
+    for offsets in seen.values():
+        assert offsets == sorted(offsets)
+    assert sorted(seen["a"] + seen["b"]) == list(range(1, 201))
+
+
+async def test_graceful_close_commits_what_was_settled_during_the_drain(
+    bus: unibus.Bus, topic: str
+) -> None:
+    consumer = await bus.consumer(topic, group="g", prefetch=10)
+    await bus.publish_many(topic, [unibus.Message(body=b"%d" % i) for i in range(10)])
+    taken = await take(consumer, 4)
+
+    async def finish_later() -> None:
+        for delivery in taken:
+            await asyncio.sleep(0.05)  # handler work
+            await delivery.ack()
+
+    handler = asyncio.create_task(finish_later())
+    await consumer.close(drain_timeout=20)
+    await handler
+    async with raw_js() as js:
+        info = await js.consumer_info(stream_name(topic), "g")
+        assert info.ack_floor.stream_seq == 4  # the four handled ones are committed
+    successor = await bus.consumer(topic, group="g")
+    # Well before ack_wait (30s): the buffered ones were given back (nak) at close.
+    rest = await take(successor, 6, timeout=10)
+    assert sorted(int(d.message.body) for d in rest) == list(range(4, 10))
+    assert all(d.attempt == 2 for d in rest)
+    for delivery in rest:
+        await delivery.ack()
+
+
+async def test_double_ack_confirms_each_ack(topic: str) -> None:
+    async with unibus.connect(NATS_URL, double_ack=True) as bus:
+        try:
+            consumer = await bus.consumer(topic, group="g")
+            await bus.publish(topic, unibus.Message(body=b"x"))
+            [delivery] = await take(consumer, 1)
+            await delivery.ack()
+            async with raw_js() as js:
+                info = await js.consumer_info(stream_name(topic), "g")
+                assert info.ack_floor.stream_seq == 1
+        finally:
+            await bus.delete_topic(topic)
+
+
+async def test_provision_creates_stream_groups_and_dlq(bus: unibus.Bus, topic: str) -> None:
+    await bus.provision(topic, retention="1h", groups=("billing",), max_attempts=3,
+                        options={"max_msgs": 1000})
+    await bus.provision(topic, retention="1h", groups=("billing",), max_attempts=3,
+                        options={"max_msgs": 1000})  # idempotent
+    async with raw_js() as js:
+        info = await js.stream_info(stream_name(topic))
+        assert info.config.max_age == 3600
+        assert info.config.max_msgs == 1000
+        assert info.config.duplicate_window == 120
+        consumer = await js.consumer_info(stream_name(topic), "billing")
+        assert consumer.config.max_deliver == 4
+        await js.stream_info(dlq_stream(topic))
+    with pytest.raises(unibus.CapabilityError, match="partitions"):
+        await bus.provision(f"{topic}-p", partitions=3)
+    with pytest.raises(unibus.ConfigError, match="max_widgets"):
+        await bus.provision(f"{topic}-o", options={"max_widgets": 1})
+    await bus.delete_topic(topic)
+    async with raw_js() as js:
+        assert not [s for s in await js.streams_info() if s.config.name == stream_name(topic)]
+
+
+async def test_unknown_topic_without_auto_create_refuses_consumers_too(topic: str) -> None:
+    async with unibus.connect(NATS_URL, auto_create=False) as bus:
+        with pytest.raises(unibus.TopicNotFoundError, match=topic):
+            await bus.consumer(topic, group="g")
+        with pytest.raises(unibus.TopicNotFoundError, match=topic):
+            await bus.publish_many(topic, [unibus.Message(body=b"x")])
+
+
+async def test_bad_topic_and_seek_arguments_are_config_errors(
+    bus: unibus.Bus, topic: str
+) -> None:
+    with pytest.raises(unibus.ConfigError):
+        await bus.publish("orders.*", b"x")
+    consumer = await bus.consumer(topic, group="g")
+    with pytest.raises(unibus.ConfigError):
+        await consumer.seek(unibus.Position(topic="elsewhere", offset=1))
+
+
+async def test_unreachable_server_is_a_connection_error() -> None:
+    bus = unibus.connect("nats://127.0.0.1:1", connect_timeout=1)
+    with pytest.raises(unibus.ConnectionFailedError):
+        await bus.open()

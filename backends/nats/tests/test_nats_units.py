@@ -1,0 +1,102 @@
+"""Naming, header encoding, options and capabilities: no broker needed."""
+
+from __future__ import annotations
+
+import pytest
+from unibus_nats import NATSBackend, NATSOptions
+from unibus_nats._names import dlq_stream, dlq_subject, stream_name, subject
+from unibus_nats._wire import from_nats, to_nats
+
+import unibus
+from unibus.capabilities import DeliveryGuarantee, Ordering
+
+
+def test_topic_names_map_to_distinct_valid_stream_names() -> None:
+    assert stream_name("orders") == "orders"
+    dotted = stream_name("orders.eu")
+    assert "." not in dotted
+    assert dotted.startswith("orders_eu_")
+    assert stream_name("orders_eu") == "orders_eu" != dotted
+    assert stream_name("a b/c") != stream_name("a_b_c")
+    assert dlq_stream("orders.eu") == dotted + "_DLQ"
+    assert dlq_subject("orders.eu", "billing.v2").startswith("orders.eu.dlq.billing_v2_")
+    assert dlq_subject("orders", None) == "orders.dlq"
+    assert len(stream_name("x" * 500)) < 255
+
+
+@pytest.mark.parametrize("bad", ["", "a..b", "orders.*", "orders.>", "has space", ".lead",
+                                 "orders.dlq", "orders.dlq.billing"])
+def test_topics_that_are_not_literal_subjects_are_config_errors(bad: str) -> None:
+    with pytest.raises(unibus.ConfigError):
+        subject(bad)
+
+
+def test_headers_nats_cannot_carry_verbatim_round_trip() -> None:
+    message = unibus.Message(
+        body=b"x", key=" spaced key ",
+        headers={"traceback": "line 1\nline 2\r\n", "pad": "  both  ", "empty": "",
+                 "looks": "=?utf-8?b?aGk=?=", "Nats-Custom": "mine", "näme: odd": "v",
+                 "utf": "ünïcødé ✓ 漢字"},
+    )
+    wire = to_nats(message)
+    assert wire["Nats-Msg-Id"] == message.id
+    assert all("\n" not in v and v == v.strip() for v in wire.values())
+    assert "Nats-Custom" not in wire, "user headers never reach the server as Nats-* headers"
+    back = from_nats(b"x", wire)
+    assert back.headers == message.headers
+    assert back.key == message.key
+    assert back.id == message.id
+
+
+def test_options_from_url_and_keywords() -> None:
+    options = NATSBackend.parse_options(
+        "nats://127.0.0.1:4222?ack_wait=45s&backoff=1s,5s,1m&max_age=7d&storage=memory",
+        {"double_ack": True},
+    )
+    assert isinstance(options, NATSOptions)
+    assert options.ack_wait == 45.0
+    assert options.backoff == (1.0, 5.0, 60.0)
+    assert options.max_age == 7 * 86400
+    assert options.storage == "memory"
+    assert options.double_ack is True
+    assert NATSBackend.parse_options("tls+nats://h:4222").tls is True  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("bad", [{"mode": "fast"}, {"storage": "disk"}, {"replicas": 0},
+                                 {"ack_wait": "soon"}, {"backoff": "1s,x"}])
+def test_bad_options_are_config_errors(bad: dict[str, object]) -> None:
+    with pytest.raises(unibus.ConfigError):
+        unibus.connect("nats://127.0.0.1:4222", **bad)
+
+
+def test_server_lists_and_credentials_in_the_url() -> None:
+    backend = NATSBackend("nats://u%40x:p%3Aw@a:4223,b,[::1]:4224",
+                          NATSOptions())
+    assert backend.servers == ["nats://a:4223", "nats://b:4222", "nats://[::1]:4224"]
+    assert backend._auth == {"user": "u@x", "password": "p:w"}
+    assert NATSBackend("nats://s3cret@h", NATSOptions())._auth == {"token": "s3cret"}
+
+
+def test_declared_capabilities_per_mode() -> None:
+    js = NATSBackend.declare(NATSOptions())
+    assert js.delivery == frozenset({DeliveryGuarantee.AT_LEAST_ONCE})
+    assert js.replay
+    assert js.consumer_groups
+    assert js.fan_out
+    assert js.batch_publish
+    assert js.dedup_window == 120.0
+    assert js.ordering is Ordering.NONE
+    assert "double_ack" in js.reason("delivery")
+    core = NATSBackend.declare(NATSOptions(mode="core"))
+    assert core.delivery == frozenset({DeliveryGuarantee.AT_MOST_ONCE})
+    assert not core.replay
+    assert core.dedup_window is None
+    assert not core.retention
+
+
+def test_exactly_once_is_refused_with_the_reason() -> None:
+    with pytest.raises(unibus.CapabilityError, match="double_ack") as info:
+        unibus.connect("nats://127.0.0.1:4222", requirements={"delivery": "exactly_once"})
+    assert "idempotency" in str(info.value)
+    with pytest.raises(unibus.CapabilityError, match="mode=jetstream"):
+        unibus.connect("nats://127.0.0.1:4222", mode="core", requirements={"replay": True})
