@@ -12,6 +12,9 @@ from pathlib import Path
 
 __all__ = ["alive", "port_open", "spawn", "terminate"]
 
+# Brokers started by this process, kept so they are reaped (and not reported as leaked).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def spawn(argv: Sequence[str], *, log: Path, cwd: Path, env: Mapping[str, str]) -> int:
     """Start ``argv`` in a new session (its own process group), output to ``log``."""
@@ -21,11 +24,18 @@ def spawn(argv: Sequence[str], *, log: Path, cwd: Path, env: Mapping[str, str]) 
             list(argv), cwd=cwd, env={**os.environ, **env}, stdout=out,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
+    _children[proc.pid] = proc
     return proc.pid
 
 
 def alive(pid: int | None) -> bool:
     if not pid:
+        return False
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _children[pid]
         return False
     try:
         os.kill(pid, 0)
