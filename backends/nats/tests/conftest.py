@@ -31,14 +31,19 @@ def topic() -> str:
     return f"nt-{uuid.uuid4().hex[:12]}"
 
 
-@pytest_asyncio.fixture
-async def bus(topic: str) -> AsyncIterator[unibus.Bus]:
+@pytest_asyncio.fixture(autouse=True)
+async def _delete_topic_afterwards(topic: str) -> AsyncIterator[None]:
+    """Torn down last: after every bus of the test (and its consumers) closed."""
     _require_broker()
+    yield
+    async with unibus.connect(NATS_URL) as admin:
+        await admin.delete_topic(topic)
+
+
+@pytest_asyncio.fixture
+async def bus() -> AsyncIterator[unibus.Bus]:
     async with unibus.connect(NATS_URL) as bus:
-        try:
-            yield bus
-        finally:
-            await bus.delete_topic(topic)
+        yield bus
 
 
 @pytest_asyncio.fixture

@@ -103,17 +103,14 @@ async def test_attempt_is_the_servers_delivery_count_and_crash_loops_are_dead_le
 
 async def test_in_progress_acks_keep_a_long_handlers_message(topic: str) -> None:
     async with unibus.connect(NATS_URL, ack_wait=1.0) as bus:
-        try:
-            slow = await bus.consumer(topic, group="g")
-            other = await bus.consumer(topic, group="g")
-            await bus.publish(topic, unibus.Message(body=b"long job"))
-            [delivery] = await take(slow, 1)
-            # Several ack_wait periods pass; the heartbeat says "still working".
-            await quiet(other, 3.5)
-            await delivery.ack()
-            await quiet(slow, 1.5)
-        finally:
-            await bus.delete_topic(topic)
+        slow = await bus.consumer(topic, group="g")
+        other = await bus.consumer(topic, group="g")
+        await bus.publish(topic, unibus.Message(body=b"long job"))
+        [delivery] = await take(slow, 1)
+        # Several ack_wait periods pass; the heartbeat says "still working".
+        await quiet(other, 3.5)
+        await delivery.ack()
+        await quiet(slow, 1.5)
 
 
 async def test_a_dead_process_s_delivery_goes_to_another_member_after_ack_wait(
@@ -121,20 +118,17 @@ async def test_a_dead_process_s_delivery_goes_to_another_member_after_ack_wait(
 ) -> None:
     async with unibus.connect(NATS_URL, ack_wait=1.0) as bus, \
             unibus.connect(NATS_URL, ack_wait=1.0) as doomed:
-        try:
-            owner = await doomed.consumer(topic, group="g")
-            await bus.publish(topic, unibus.Message(body=b"job"))
-            [delivery] = await take(owner, 1)
-            # The owner's process dies: its connection drops, no nak, no heartbeat.
-            await doomed.backend._nc.close()  # type: ignore[attr-defined]
-            other = await bus.consumer(topic, group="g")
-            [again] = await take(other, 1)
-            assert again.message.id == delivery.message.id
-            assert again.attempt == 2
-            await again.ack()
-            await owner.close(drain_timeout=0)
-        finally:
-            await bus.delete_topic(topic)
+        owner = await doomed.consumer(topic, group="g")
+        await bus.publish(topic, unibus.Message(body=b"job"))
+        [delivery] = await take(owner, 1)
+        # The owner's process dies: its connection drops, no nak, no heartbeat.
+        await doomed.backend._nc.close()  # type: ignore[attr-defined]
+        other = await bus.consumer(topic, group="g")
+        [again] = await take(other, 1)
+        assert again.message.id == delivery.message.id
+        assert again.attempt == 2
+        await again.ack()
+        await owner.close(drain_timeout=0)
 
 
 async def test_dead_letters_are_kept_per_group_and_listed_per_topic(
@@ -236,16 +230,13 @@ async def test_graceful_close_commits_what_was_settled_during_the_drain(
 
 async def test_double_ack_confirms_each_ack(topic: str) -> None:
     async with unibus.connect(NATS_URL, double_ack=True) as bus:
-        try:
-            consumer = await bus.consumer(topic, group="g")
-            await bus.publish(topic, unibus.Message(body=b"x"))
-            [delivery] = await take(consumer, 1)
-            await delivery.ack()
-            async with raw_js() as js:
-                info = await js.consumer_info(stream_name(topic), "g")
-                assert info.ack_floor.stream_seq == 1
-        finally:
-            await bus.delete_topic(topic)
+        consumer = await bus.consumer(topic, group="g")
+        await bus.publish(topic, unibus.Message(body=b"x"))
+        [delivery] = await take(consumer, 1)
+        await delivery.ack()
+        async with raw_js() as js:
+            info = await js.consumer_info(stream_name(topic), "g")
+            assert info.ack_floor.stream_seq == 1
 
 
 async def test_provision_creates_stream_groups_and_dlq(bus: unibus.Bus, topic: str) -> None:
