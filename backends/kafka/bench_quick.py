@@ -9,6 +9,7 @@ Usage: ``uv run python backends/kafka/bench_quick.py [N]`` (default 100000).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 import uuid
@@ -17,8 +18,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-u
 
 import unibus
 
-URL = "kafka://127.0.0.1:9092"
-BOOTSTRAP = "127.0.0.1:9092"
+URL = os.environ.get("KAFKA_TEST_URL", "kafka://127.0.0.1:9092")
+BOOTSTRAP = URL.split("://", 1)[1]
 BODY = b"x" * 200
 WINDOW = 5000  # publishes in flight
 PRODUCER = {"acks": "all", "enable_idempotence": True, "compression_type": "lz4",
@@ -49,6 +50,8 @@ async def bench_unibus(count: int) -> tuple[float, float]:
 
 async def bench_raw(count: int) -> tuple[float, float]:
     topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    async with unibus.connect(URL) as bus:
+        await bus.provision(topic)  # same topic settings as unibus creates
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, **PRODUCER)
     await producer.start()
     try:

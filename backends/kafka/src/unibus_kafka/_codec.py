@@ -43,5 +43,6 @@ def record_headers(record: Any) -> dict[str, str]:
 def decode(record: Any, headers: dict[str, str]) -> Message:
     """The message a record carries, without the retry bookkeeping headers."""
     key = record.key.decode(errors="replace") if record.key is not None else None
-    visible = {k: v for k, v in headers.items() if k not in _INTERNAL}
-    return Message.from_wire(record.value or b"", visible, key=key)
+    if ATTEMPT in headers:  # a retry record: drop its bookkeeping
+        headers = {k: v for k, v in headers.items() if k not in _INTERNAL}
+    return Message.from_wire(record.value or b"", headers, key=key)

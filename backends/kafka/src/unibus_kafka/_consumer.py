@@ -247,7 +247,9 @@ class KafkaConsumer(BaseConsumer):
         backoff = 0.1
         while not self._stopping:
             room = self.prefetch - (self._buffer.qsize() + len(self._in_flight))
-            if room <= 0:
+            # Fetch in sizeable batches: one fetch (and one delivery mark) per few settles,
+            # not one per settle.
+            if room < max(1, self.prefetch // 4):
                 self._room.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._room.wait(), 0.5)
