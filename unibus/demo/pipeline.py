@@ -17,7 +17,7 @@ from unibus.bus import Bus
 from unibus.demo.orders import InvalidOrder, IssuerUnavailable, Order, charge, validate
 from unibus.demo.stats import DeadLetterRow, DemoReport, StageStats
 from unibus.errors import OperationTimeoutError
-from unibus.protocols import Consumer, Delivery
+from unibus.protocols import Consumer, DeadLetterQueue, Delivery
 from unibus.reliability import ExponentialBackoff
 from unibus.topology import TopicSpec
 
@@ -65,7 +65,7 @@ class Pipeline:
     # -- topology -----------------------------------------------------------------------
 
     async def provision(self) -> None:
-        """Start from empty topics, each with its groups and a DLQ."""
+        """Start from empty topics, each with its groups and a DLQ, and empty DLQs."""
         for topic in TOPICS:
             await self.bus.delete_topic(topic)
         for topic in TOPICS:
@@ -73,6 +73,8 @@ class Pipeline:
             await self.bus.provision(TopicSpec(
                 name=topic, groups=groups, dead_letter=True, max_attempts=MAX_ATTEMPTS,
             ))
+        for queue in self._dead_letter_queues():
+            await queue.purge()  # where dead letters outlive their topic
 
     # -- the run ------------------------------------------------------------------------
 
@@ -203,11 +205,14 @@ class Pipeline:
         if len(done) == len(self.orders) and len(self.notification.succeeded) == events:
             self._finished.set()
 
+    def _dead_letter_queues(self) -> list[DeadLetterQueue]:
+        return [self.bus.dead_letter_queue(t, s.group) for s in self.stages[:3]
+                for t in s.topics]
+
     async def _dead_letters(self, timeout: float) -> list[DeadLetterRow]:
         """The DLQ contents, waiting (up to ``timeout``) for every dead letter to land."""
         expected = sum(len(s.dead_lettered) for s in self.stages)
-        queues = [self.bus.dead_letter_queue(t, s.group) for s in self.stages[:3]
-                  for t in s.topics]
+        queues = self._dead_letter_queues()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
