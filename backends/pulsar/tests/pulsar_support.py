@@ -15,6 +15,10 @@ ADMIN = os.environ.get("PULSAR_TEST_ADMIN", "http://127.0.0.1:8080")
 _parts = urllib.parse.urlsplit(URL)
 ADDRESS = (_parts.hostname or "127.0.0.1", _parts.port or 6650)
 NAMESPACE = "public/default"
+#: Backend options every test bus gets (the admin URL only when pointed elsewhere).
+OPTIONS: dict[str, object] = (
+    {"admin_url": ADMIN} if "PULSAR_TEST_ADMIN" in os.environ else {}
+)
 
 #: Topics the tests of this session used, deleted (with their DLQs) when it ends.
 CREATED: list[str] = []

@@ -26,8 +26,12 @@ def topic(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def bus() -> AsyncIterator[unibus.Bus]:
-    async with unibus.connect(pulsar_support.URL) as bus:
+    async with connect() as bus:
         yield bus
+
+
+def connect(**options: Any) -> unibus.Bus:
+    return unibus.connect(pulsar_support.URL, **{**pulsar_support.OPTIONS, **options})
 
 
 async def admin_get(path: str) -> Any:
@@ -109,7 +113,7 @@ async def test_unknown_spec_option_is_refused(bus: unibus.Bus, topic: str) -> No
 
 
 async def test_consumer_without_auto_create_needs_the_topic(topic: str) -> None:
-    async with unibus.connect(pulsar_support.URL, auto_create=False) as bus:
+    async with connect(auto_create=False) as bus:
         with pytest.raises(unibus.TopicNotFoundError, match=topic):
             await bus.consumer(topic, group="g")
         await bus.provision(topic)
@@ -130,7 +134,7 @@ async def test_ungrouped_subscription_is_removed_at_close(bus: unibus.Bus, topic
 
 
 async def test_key_shared_members_keep_order_per_key(topic: str) -> None:
-    async with unibus.connect(pulsar_support.URL, subscription_type="key_shared") as bus:
+    async with connect(subscription_type="key_shared") as bus:
         a = await bus.consumer(topic, group="g", prefetch=10)
         b = await bus.consumer(topic, group="g", prefetch=10)
         keys = [f"key{i}" for i in range(8)]
@@ -159,7 +163,7 @@ async def test_key_shared_members_keep_order_per_key(topic: str) -> None:
 
 
 async def test_failover_refuses_delayed_publish(topic: str) -> None:
-    async with unibus.connect(pulsar_support.URL, subscription_type="failover") as bus:
+    async with connect(subscription_type="failover") as bus:
         with pytest.raises(unibus.CapabilityError, match="Key_Shared"):
             await bus.publish(topic, b"later", delay=5)
 
@@ -219,7 +223,7 @@ async def test_positions_are_serialized_message_ids(bus: unibus.Bus, topic: str)
 
 
 async def test_lz4_compression_and_unbatched_producer(topic: str) -> None:
-    async with unibus.connect(pulsar_support.URL, compression="lz4", batching=False) as bus:
+    async with connect(compression="lz4", batching=False) as bus:
         consumer = await bus.consumer(topic, group="g")
         body = b"compressible " * 500
         messages = [unibus.Message(body=body, headers={"n": str(i)}) for i in range(20)]

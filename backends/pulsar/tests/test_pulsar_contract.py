@@ -12,7 +12,7 @@ class TestPulsarContract(ContractSuite):
     """Shared subscriptions (the default): competing members, no ordering claim."""
 
     url = pulsar_support.URL
-    options = {}
+    options = dict(pulsar_support.OPTIONS)
     broker = "pulsar"
     #: Pulsar standalone restarts slowly (bookie + broker + metadata store).
     redelivery_timeout = 120.0
@@ -25,4 +25,4 @@ class TestPulsarContract(ContractSuite):
 class TestPulsarKeySharedContract(TestPulsarContract):
     """Key_Shared subscriptions: competing members, order per key."""
 
-    options = {"subscription_type": "key_shared"}
+    options = {**pulsar_support.OPTIONS, "subscription_type": "key_shared"}

@@ -2,10 +2,17 @@
 
 * group -> a durable subscription of the configured type; no group -> a private
   subscription with a unique name, unsubscribed (deleted) at close.
-* attempt = the broker's redelivery count + 1.
-* nack(delay): the message stays unacknowledged (no other member gets it) and is negatively
-  acknowledged when the delay has passed, so the broker redelivers it and counts it. Nothing
-  else waits for it.
+* attempt = the broker's redelivery count + 1, plus the attempts a retry copy carries.
+* nack(): negative acknowledgement; the broker redelivers after ``nack_redelivery_delay`` and
+  counts it.
+* nack(delay) and close: Pulsar counts redeliveries only while the consumer that received a
+  message stays connected (a closed consumer's messages come back with count 0), and its
+  negative-ack delay is per consumer. So, like the Java client's retry letter topic
+  (``reconsumeLater``), a delayed nack, and an unsettled message at close, is written to the
+  group's ``<topic>-<group>-RETRY`` topic (``deliver_after`` = the delay) carrying its
+  attempt count, and the original is acked; each consumer also subscribes to its retry
+  topics. Failover/Exclusive subscriptions ignore ``deliver_after``: there a delayed nack
+  keeps the message unacknowledged until the delay passed, then negatively acks it.
 * dead_letter: written to ``<topic>-<group>-DLQ`` with the failure headers, then acked; with
   ``max_attempts`` the client's native dead-letter policy points at the same topic.
 """
@@ -25,7 +32,7 @@ import pulsar.asyncio as pulsar_asyncio  # type: ignore[import-untyped]
 
 from unibus.base import BaseConsumer, BaseDelivery
 from unibus.deadletter import failure_headers
-from unibus.errors import ConsumeError, SettlementError, TopologyError
+from unibus.errors import ConsumeError, SettlementError, TopologyError, UnibusError
 from unibus.message import Message
 from unibus.positions import Position
 from unibus.protocols import StartAt
@@ -39,6 +46,11 @@ if TYPE_CHECKING:
 __all__ = ["PulsarConsumer"]
 
 log = logging.getLogger("unibus.pulsar")
+
+# Properties of retry copies; never shown as user headers.
+_ATTEMPTS = "unibus-pulsar-attempts"
+_ORIGIN = "unibus-pulsar-position"
+_TOPIC = "unibus-pulsar-topic"
 
 _TYPES = {
     "shared": pulsar.ConsumerType.Shared,
@@ -59,8 +71,9 @@ class PulsarConsumer(BaseConsumer):
         self.subscription = group if group is not None else f"unibus-{uuid.uuid4().hex}"
         self._slots = asyncio.Semaphore(prefetch)
         self._seeking = False
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._timers: dict[asyncio.TimerHandle, BaseDelivery] = {}
         self._pc: pulsar_asyncio.Consumer | None = None
+        self._retry: pulsar_asyncio.Consumer | None = None
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -74,27 +87,40 @@ class PulsarConsumer(BaseConsumer):
             "consumer_type": _TYPES[kind],
             "receiver_queue_size": o.receiver_queue_size or self.prefetch,
             "negative_ack_redelivery_delay_ms": max(1, int(o.nack_redelivery_delay * 1000)),
-            "initial_position": (pulsar.InitialPosition.Earliest if start == "earliest"
-                                 else pulsar.InitialPosition.Latest),
             "start_message_id_inclusive": True,
             "consumer_name": f"{o.client_id}-{uuid.uuid4().hex[:8]}",
+            # Partial acks of a batch survive a close where the broker supports them.
+            "batch_index_ack_enabled": o.batching,
         }
-        policy = self._dead_letter_policy()
-        if policy is not None:
-            kwargs["dead_letter_policy"] = policy
         if o.auto_create:
             for topic in self.topics:
                 await backend.topology.ensure_dead_letter(topic, self.group)
-        full = [backend.names.topic(t) for t in self.topics]
-        with boundary(f"subscribe {self.subscription} to {', '.join(self.topics)}",
-                      TopologyError):
+        names = backend.names
+        what = f"subscribe {self.subscription} to {', '.join(self.topics)}"
+        with boundary(what, TopologyError):
+            self._retry = await backend.client.subscribe(
+                self._one_or_many([names.topic(self.retry_topic(t)) for t in self.topics]),
+                self.subscription, initial_position=pulsar.InitialPosition.Earliest,
+                **kwargs, **self._dead_letter_policy(retry=True))
             self._pc = await backend.client.subscribe(
-                full if len(full) > 1 else full[0], self.subscription, **kwargs)
+                self._one_or_many([names.topic(t) for t in self.topics]), self.subscription,
+                initial_position=(pulsar.InitialPosition.Earliest if start == "earliest"
+                                  else pulsar.InitialPosition.Latest),
+                **kwargs, **self._dead_letter_policy(retry=False))
         if isinstance(start, Position | datetime):
             await self._seek(start)
-        self._spawn(self._fetch())
+        self._spawn(self._fetch(self._pc))
+        self._spawn(self._fetch(self._retry))
 
-    def _dead_letter_policy(self) -> pulsar.ConsumerDeadLetterPolicy | None:
+    @staticmethod
+    def _one_or_many(topics: list[str]) -> str | list[str]:
+        return topics[0] if len(topics) == 1 else topics
+
+    def retry_topic(self, topic: str) -> str:
+        """Pulsar's retry letter topic naming: ``<topic>-<subscription>-RETRY``."""
+        return f"{topic}-{self.subscription}-RETRY"
+
+    def _dead_letter_policy(self, *, retry: bool) -> dict[str, Any]:
         """Pulsar's native redrive, pointed at the DLQ that dead_letter() writes to.
 
         It catches a message whose redelivery count passed ``max_attempts`` when it is
@@ -102,18 +128,18 @@ class PulsarConsumer(BaseConsumer):
         the failure headers, so the native path is the backstop.
         """
         if self.max_attempts is None:
-            return None
+            return {}
         names = self._backend.names
         topic = None
-        if self.group is None:
+        if self.group is None or retry:
             if len(self.topics) > 1:
-                return None  # one DLQ topic per source topic; the client takes only one
-            topic = names.topic(names.dead_letter_topic(self.topics[0], None))
-        return pulsar.ConsumerDeadLetterPolicy(
+                return {}  # one DLQ topic per source topic; the client takes only one
+            topic = names.topic(names.dead_letter_topic(self.topics[0], self.group))
+        return {"dead_letter_policy": pulsar.ConsumerDeadLetterPolicy(
             max_redeliver_count=self.max_attempts,
             dead_letter_topic=topic,
             initial_subscription_name=self._backend.options.dead_letter_subscription,
-        )
+        )}
 
     @property
     def client_consumer(self) -> pulsar_asyncio.Consumer:
@@ -122,8 +148,7 @@ class PulsarConsumer(BaseConsumer):
 
     # -- fetching -----------------------------------------------------------------------------
 
-    async def _fetch(self) -> None:
-        pc = self.client_consumer
+    async def _fetch(self, pc: pulsar_asyncio.Consumer) -> None:
         while True:
             await self._slots.acquire()
             try:
@@ -138,51 +163,81 @@ class PulsarConsumer(BaseConsumer):
                 log.warning("pulsar receive on %s failed: %s", self.subscription, exc)
                 self._fail(ConsumeError(f"receiving from {', '.join(self.topics)}: {exc}"))
                 return
-            if self._seeking:
+            if self._seeking and pc is self._pc:
                 self._slots.release()  # read before the seek: the broker rewinds past it
                 continue
-            self._push(self._delivery(msg))
+            self._push(self._delivery(pc, msg))
 
-    def _delivery(self, msg: pulsar.Message) -> BaseDelivery:
-        topic = self._backend.names.short(msg.topic_name())
-        message = Message.from_wire(msg.data(), msg.properties(),
-                                    key=msg.partition_key() or None)
-        return BaseDelivery(self, message, topic=topic, attempt=msg.redelivery_count() + 1,
-                            position=encode_position(topic, msg.message_id()), raw=msg)
+    def _delivery(self, pc: pulsar_asyncio.Consumer, msg: pulsar.Message) -> BaseDelivery:
+        properties = msg.properties()
+        earlier = int(properties.pop(_ATTEMPTS, "0") or 0)
+        origin = properties.pop(_ORIGIN, None)
+        topic = properties.pop(_TOPIC, None) or self._backend.names.short(msg.topic_name())
+        message = Message.from_wire(msg.data(), properties, key=msg.partition_key() or None)
+        position = (Position(topic=topic, offset=origin) if origin
+                    else encode_position(topic, msg.message_id()))
+        return BaseDelivery(self, message, topic=topic,
+                            attempt=earlier + msg.redelivery_count() + 1,
+                            position=position, raw=(pc, msg))
+
+    async def _retry_later(self, delivery: BaseDelivery, delay: float) -> None:
+        """Write ``delivery`` to its retry topic (counted, delayed), then ack the original."""
+        message = delivery.message
+        properties = message.wire_headers()
+        properties[_ATTEMPTS] = str(delivery.attempt)
+        properties[_TOPIC] = delivery.topic
+        if delivery.position is not None:
+            properties[_ORIGIN] = str(delivery.position.offset)
+        await self._backend.unbatched_producer.send_raw(
+            self.retry_topic(delivery.topic), message.body, properties, key=message.key,
+            delay=delay)
+        pc, msg = delivery.raw
+        with boundary(f"ack {message.id} after scheduling its retry", SettlementError):
+            await pc.acknowledge(msg)
 
     # -- settling -----------------------------------------------------------------------------
 
     async def _ack(self, delivery: BaseDelivery) -> None:
+        pc, msg = delivery.raw
         try:
             with boundary(f"ack {delivery.message.id} on {delivery.topic}", SettlementError):
-                await self.client_consumer.acknowledge(delivery.raw)
+                await pc.acknowledge(msg)
         finally:
             self._slots.release()
 
     async def _nack(self, delivery: BaseDelivery, delay: float) -> None:
-        self._slots.release()
-        wait = delay - self._backend.options.nack_redelivery_delay
-        if wait <= 0:
-            self._negative_ack(delivery.raw)
-            return
-        # Unacknowledged until then: no other member gets it, nothing else waits for it.
+        o = self._backend.options
+        try:
+            if delay <= o.nack_redelivery_delay:
+                self._negative_ack(delivery)
+            elif o.competing:
+                await self._retry_later(delivery, delay)
+            else:
+                self._hold(delivery, delay - o.nack_redelivery_delay)
+        finally:
+            self._slots.release()
+
+    def _hold(self, delivery: BaseDelivery, wait: float) -> None:
+        """Keep ``delivery`` unacknowledged for ``wait`` seconds, then negatively ack it."""
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle | None = None
 
         def fire() -> None:
             if handle is not None:
-                self._timers.discard(handle)
-            self._negative_ack(delivery.raw)
+                self._timers.pop(handle, None)
+            self._negative_ack(delivery)
 
         handle = loop.call_later(wait, fire)
-        self._timers.add(handle)
+        self._timers[handle] = delivery
 
-    def _negative_ack(self, msg: pulsar.Message) -> None:
-        # Non-blocking in the client: it records the id; a client timer asks for redelivery.
+    def _negative_ack(self, delivery: BaseDelivery) -> None:
+        # Non-blocking in the client: it records the id, and a client timer asks the broker
+        # for the redelivery (counted) after the nack delay.
         if self._closed:
             return
+        pc, msg = delivery.raw
         with boundary("negative ack", SettlementError):
-            self.client_consumer._consumer.negative_acknowledge(msg._message)
+            pc._consumer.negative_acknowledge(msg._message)
 
     async def _dead_letter(self, delivery: BaseDelivery, reason: str) -> None:
         try:
@@ -191,8 +246,9 @@ class PulsarConsumer(BaseConsumer):
                                       reason=reason, attempts=delivery.attempt)
             dead = message.with_headers(**headers)
             await self._backend.dead_letter_writer.write(delivery.topic, self.group, dead)
+            pc, msg = delivery.raw
             with boundary(f"ack dead-lettered {message.id}", SettlementError):
-                await self.client_consumer.acknowledge(delivery.raw)
+                await pc.acknowledge(msg)
         finally:
             self._slots.release()
 
@@ -227,29 +283,41 @@ class PulsarConsumer(BaseConsumer):
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _release(self, deliveries: list[BaseDelivery]) -> None:
-        # At close the broker gets them back in _finish (one redeliver request, counted);
-        # at a seek it rewinds past them.
-        for _ in deliveries:
+        for delivery in deliveries:
             self._slots.release()
+            pc, _ = delivery.raw
+            if self._seeking and pc is self._pc:
+                continue  # the broker rewinds past it
+            if self._seeking:
+                self._negative_ack(delivery)
+            else:
+                await self._give_back(delivery)
+
+    async def _give_back(self, delivery: BaseDelivery) -> None:
+        """At close: a closed consumer's messages come back uncounted, so an unsettled one
+        goes to the retry topic carrying its attempts (a private subscription just ends)."""
+        if self.group is None:
+            return
+        try:
+            await self._retry_later(delivery, 0.0)
+        except UnibusError as exc:  # the broker redelivers it anyway, uncounted
+            log.warning("pulsar: could not requeue %s at close: %s", delivery.message.id, exc)
 
     async def _finish(self) -> None:
-        for handle in self._timers:
+        timers, self._timers = self._timers, {}
+        for handle, delivery in timers.items():
             handle.cancel()
-        self._timers.clear()
-        pc = self._pc
-        if pc is None:
-            return
-        # Everything still unacknowledged (unsettled, or waiting for a delayed nack) goes back
-        # to the subscription now, with its redelivery counted, instead of lingering.
-        with contextlib.suppress(Exception):
-            pc.redeliver_unacknowledged_messages()
-        try:
-            with boundary(f"close {self.subscription}", ConsumeError):
-                if self.group is None:
-                    await pc.unsubscribe()
-                else:
+            await self._give_back(delivery)
+        for pc in (self._pc, self._retry):
+            if pc is None:
+                continue
+            try:
+                with boundary(f"close {self.subscription}", ConsumeError):
+                    if self.group is None:
+                        await pc.unsubscribe()
+                    else:
+                        await pc.close()
+            except UnibusError as exc:
+                log.warning("pulsar consumer close: %s", exc)
+                with contextlib.suppress(Exception):
                     await pc.close()
-        except ConsumeError as exc:
-            log.warning("pulsar consumer close: %s", exc)
-            with contextlib.suppress(Exception):
-                await pc.close()

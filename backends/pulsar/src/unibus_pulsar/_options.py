@@ -57,7 +57,12 @@ class PulsarOptions(BackendOptions):
     )
 
     # -- producers ----------------------------------------------------------------------------
-    batching: bool = True
+    batching: bool = pydantic.Field(
+        default=False,
+        description="batch messages into one entry; a batch is acknowledged whole unless the "
+        "broker runs with acknowledgmentAtBatchIndexLevelEnabled=true, so a consumer that "
+        "closes with part of a batch unacknowledged gets the acknowledged part again",
+    )
     batching_max_messages: int = pydantic.Field(default=1000, ge=1)
     batching_max_delay: float = pydantic.Field(default=0.005, ge=0)
     compression: Literal["none", "lz4", "zlib", "zstd", "snappy"] = "none"

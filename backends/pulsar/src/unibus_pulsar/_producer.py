@@ -79,6 +79,21 @@ class PulsarProducer:
                 raise error from result
         return receipts
 
+    async def send_raw(self, topic: str, body: bytes, properties: dict[str, str], *,
+                       key: str | None, delay: float) -> None:
+        """Send ``body`` with exactly ``properties`` (retry copies); no envelope, no checks."""
+        if self._closed:
+            raise ClosedError("the producer is closed")
+        producer = await self._producer(topic)
+        kwargs: dict[str, Any] = {"properties": properties}
+        if key is not None:
+            kwargs["partition_key"] = key
+        if delay > 0:
+            kwargs["deliver_after"] = timedelta(seconds=delay)
+        async with self._window:
+            with boundary(f"publish to {topic}", PublishError):
+                await producer.send(body, **kwargs)
+
     def _check(self, message: Message, delay: float | None) -> None:
         if self._closed:
             raise ClosedError("the producer is closed")
