@@ -26,3 +26,6 @@ def require_server(endpoint: str, broker: str) -> None:
         pytest.fail(
             f"{broker} is not running at {endpoint} ({exc}); start it with "
             f"`uv run python -m unibus.devstack up {broker}`", pytrace=False)
+
+#: Short long polls: closing a consumer waits for its polls to end, and tests close many.
+TEST_OPTIONS = {"wait_time": 2}

@@ -155,7 +155,13 @@ class SQSBackend(BaseBackend):
         await self.topology.redrive(url, dlq, spec.max_attempts)
 
     async def delete_topic(self, topic: str) -> None:
+        """Close this backend's consumers of ``topic`` (they would build its queues again),
+        then delete its queues, DLQs, SNS topic and subscriptions."""
         self._check_open()
+        for resource in list(self._owned):
+            if isinstance(resource, SQSConsumer) and topic in resource.topics:
+                await resource.close()
+                self._owned.remove(resource)
         await self.topology.delete_topic(topic)
 
     async def close(self) -> None:

@@ -74,7 +74,9 @@ class SQSConsumer(BaseConsumer):
         self._room = asyncio.Event()
         self._room.set()
         self._stopping = False
+        self._reserved = 0  # room taken by ReceiveMessage calls in flight
         self._fetchers: list[asyncio.Task[Any]] = []
+        self._polling: set[asyncio.Task[Any]] = set()  # fetchers inside ReceiveMessage
         self._deletes = Batcher(self._delete_batch, "delete")
 
     # -- set-up ---------------------------------------------------------------------------
@@ -102,7 +104,8 @@ class SQSConsumer(BaseConsumer):
             await self._drop_private()
             raise
         for source in self.sources:
-            self._fetchers.append(self._spawn(self._fetch_or_fail(source)))
+            for _ in range(self.options.receive_concurrency):
+                self._fetchers.append(self._spawn(self._fetch_or_fail(source)))
         self._spawn(self._keep_invisible())
 
     # -- fetching -------------------------------------------------------------------------
@@ -121,17 +124,15 @@ class SQSConsumer(BaseConsumer):
     async def _fetch(self, source: Source) -> None:
         backoff = 0.2
         while not self._stopping:
-            room = self.prefetch - len(self._unsettled)
+            room = min(10, self.prefetch - len(self._unsettled) - self._reserved)
             if room <= 0:
                 self._room.clear()
                 await self._room.wait()
                 continue
+            self._reserved += room
             try:
                 with boundary(f"receiving from {source.topic}", topic=source.topic):
-                    reply = await self.topology.clients.sqs.receive_message(
-                        QueueUrl=source.url, MaxNumberOfMessages=min(10, room),
-                        WaitTimeSeconds=self.options.wait_time,
-                        AttributeNames=["All"], MessageAttributeNames=["All"])
+                    reply = await self._receive(source, room)
                 backoff = 0.2
             except QueueGone:
                 # An in-memory server lost its queues (restart): build them again.
@@ -151,8 +152,23 @@ class SQSConsumer(BaseConsumer):
                 await asyncio.sleep(backoff)  # retry pacing while the broker comes back
                 backoff = min(backoff * 2, 5.0)
                 continue
+            finally:
+                self._reserved -= room
             for raw in reply.get("Messages", []) or []:
                 self._push(self._delivery(source, raw))
+
+    async def _receive(self, source: Source, room: int) -> dict[str, Any]:
+        task = asyncio.current_task()
+        assert task is not None
+        self._polling.add(task)
+        try:
+            reply: dict[str, Any] = await self.topology.clients.sqs.receive_message(
+                QueueUrl=source.url, MaxNumberOfMessages=room,
+                WaitTimeSeconds=self.options.wait_time,
+                AttributeNames=["All"], MessageAttributeNames=["All"])
+            return reply
+        finally:
+            self._polling.discard(task)
 
     def _delivery(self, source: Source, raw: dict[str, Any]) -> BaseDelivery:
         body = raw.get("Body", "")
@@ -246,9 +262,22 @@ class SQSConsumer(BaseConsumer):
     # -- closing --------------------------------------------------------------------------
 
     async def _stop_fetching(self) -> None:
+        """Start no new receive and let those in flight finish (at most ``wait_time``).
+
+        Cancelling a long poll would not stop it on the server, which could still hand it
+        messages that then stay invisible for a visibility timeout; what the last polls
+        bring is released for redelivery at once instead.
+        """
         self._stopping = True
+        self._room.set()
+        polling = [t for t in self._fetchers if t in self._polling]
         for task in self._fetchers:
-            task.cancel()
+            if task not in self._polling:
+                task.cancel()  # idle, backing off or re-provisioning: nothing to lose
+        if polling:
+            _, late = await asyncio.wait(polling, timeout=self.options.wait_time + 5.0)
+            for task in late:
+                task.cancel()
         await asyncio.gather(*self._fetchers, return_exceptions=True)
 
     async def _release(self, deliveries: list[BaseDelivery]) -> None:

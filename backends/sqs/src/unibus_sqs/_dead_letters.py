@@ -16,9 +16,16 @@ from typing import Any
 
 from unibus import deadletter
 from unibus.deadletter import DeadLetter
-from unibus.errors import PublishError, TopicNotFoundError, TopologyError, UnibusError
+from unibus.errors import (
+    CapabilityError,
+    OperationTimeoutError,
+    PublishError,
+    TopicNotFoundError,
+    TopologyError,
+    UnibusError,
+)
 from unibus_sqs._codec import decode, fifo_id
-from unibus_sqs._errors import QueueGone, boundary
+from unibus_sqs._errors import boundary, error_code
 from unibus_sqs._producer import build_entry
 from unibus_sqs._topology import Topology
 
@@ -26,6 +33,8 @@ __all__ = ["SQSDeadLetterQueue"]
 
 _HOLD = 30  # seconds a scanned dead letter stays invisible before it is given back
 _SCAN_LIMIT = 10_000
+_UNSUPPORTED = frozenset({"InvalidAction", "UnsupportedOperation", "NotImplemented",
+                          "AWS.SimpleQueueService.UnsupportedOperation", "500"})
 _NATIVE_REASON = "received more than maxReceiveCount times (SQS redrive policy)"
 
 
@@ -175,20 +184,55 @@ class SQSDeadLetterQueue:
             if wanted is not None:
                 return removed
 
-    async def redrive(self, rate: int | None = None) -> str:
-        """SQS's own redrive (StartMessageMoveTask): move every dead letter back to its
-        source queue, headers unchanged. Returns the task handle. Raises CapabilityError
-        where the server has no message move tasks."""
+    async def redrive(self, rate: int | None = None, timeout: float = 120.0) -> int:
+        """SQS's own redrive (StartMessageMoveTask): move every dead letter back to the
+        queue it came from, headers unchanged, and wait for the task; returns how many
+        moved. CapabilityError where the server has no message move tasks, and for the
+        topic-wide DLQ of SNS mode (its private source queues are gone); replay() works
+        everywhere."""
+        t = self.topology
+        if t.sns_mode and self.group is None:
+            raise CapabilityError("native redrive of ungrouped consumers' dead letters",
+                                  "their private queues were deleted; use replay()",
+                                  backend="sqs")
         url = await self._url()
         if url is None:
             raise TopicNotFoundError(f"topic {self.topic!r} has no dead-letter queue")
-        arn = await self.topology.queue_arn(url)
-        args: dict[str, Any] = {"SourceArn": arn}
+        source = (t.names.group_queue(self.topic, self.group) if t.sns_mode and self.group
+                  else t.names.topic_queue(self.topic))
+        args: dict[str, Any] = {
+            "SourceArn": await t.queue_arn(url),
+            "DestinationArn": await t.queue_arn(
+                await t.queue_url(source, create=False, topic=self.topic)),
+        }
         if rate:
             args["MaxNumberOfMessagesPerSecond"] = rate
-        try:
-            with boundary("starting a message move task", default=TopologyError):
-                reply = await self.topology.clients.sqs.start_message_move_task(**args)
-        except QueueGone as exc:
-            raise TopicNotFoundError(str(exc)) from exc
-        return str(reply.get("TaskHandle", ""))
+        sqs = t.clients.sqs
+        with boundary("starting a message move task", default=TopologyError):
+            try:
+                handle = (await sqs.start_message_move_task(**args))["TaskHandle"]
+            except Exception as exc:
+                status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get(
+                    "HTTPStatusCode", 0)
+                if error_code(exc) in _UNSUPPORTED or status in (500, 501):
+                    raise CapabilityError(
+                        "native redrive (StartMessageMoveTask)",
+                        f"this SQS server does not implement message move tasks "
+                        f"({error_code(exc) or status}); use replay(), which moves dead "
+                        "letters back by receive, send and delete", backend="sqs") from exc
+                raise
+        deadline = time.monotonic() + timeout
+        while True:
+            with boundary("reading message move tasks", default=TopologyError):
+                tasks = (await sqs.list_message_move_tasks(
+                    SourceArn=args["SourceArn"], MaxResults=10)).get("Results", [])
+            task = next((x for x in tasks if x.get("TaskHandle") == handle), None)
+            status = (task or {}).get("Status", "RUNNING")
+            if status in ("COMPLETED", "CANCELLED", "FAILED"):
+                if status == "FAILED":
+                    raise TopologyError(f"the message move task failed: "
+                                        f"{(task or {}).get('FailureReason', 'unknown')}")
+                return int((task or {}).get("ApproximateNumberOfMessagesMoved", 0))
+            if time.monotonic() > deadline:
+                raise OperationTimeoutError(f"the message move task {handle} is still running")
+            await asyncio.sleep(0.2)  # polling the task's status

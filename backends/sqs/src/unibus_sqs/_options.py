@@ -45,7 +45,11 @@ class SQSOptions(BackendOptions):
     groups: Literal["sns", "queue"] | None = None
     fifo: bool = False
     queue_prefix: str = pydantic.Field(default="", pattern=r"^[A-Za-z0-9_-]{0,40}$")
-    wait_time: int = pydantic.Field(default=20, ge=0, le=20, description="long-poll seconds")
+    wait_time: int = pydantic.Field(
+        default=10, ge=0, le=20,
+        description="long-poll seconds; closing a consumer waits for its polls to end")
+    receive_concurrency: int = pydantic.Field(
+        default=1, ge=1, le=32, description="ReceiveMessage calls in flight per queue")
     visibility_timeout: int = pydantic.Field(default=30, ge=2, le=43200)
     profile: str | None = None
     aws_access_key_id: str | None = None
