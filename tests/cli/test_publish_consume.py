@@ -85,3 +85,12 @@ def test_unibus_errors_are_one_line_without_traceback(run: Run) -> None:
         assert len(lines) == 1, (args, result.output)
         assert lines[0].startswith("error: ")
         assert "Traceback" not in result.output
+
+
+def test_delayed_publish_arrives(run: Run, sqlite_url: str) -> None:
+    sent = run(["publish", "t", "later", "--delay", "0.2", "--url", sqlite_url])
+    assert sent.exit_code == 0, sent.output
+    got = run(["consume", "t", "--from", "earliest", "--count", "1", "--timeout", "30",
+               "--url", sqlite_url])
+    assert "later" in got.output
+

@@ -29,6 +29,8 @@ def publish(
                      ] = None,
     content_type: Annotated[str | None, typer.Option(
         help="Content type of the body, e.g. application/json.")] = None,
+    delay: Annotated[float | None, typer.Option(
+        min=0, help="Deliver after this many seconds (where the backend can delay).")] = None,
     url: Annotated[str | None, typer.Option(help=URL_HELP)] = None,
 ) -> None:
     """Publish one message (the body is sent as bytes) and print its receipt."""
@@ -38,14 +40,14 @@ def publish(
         fields["type"] = type_
     if content_type is not None:
         fields["content_type"] = content_type
-    receipt = asyncio.run(_publish(url, topic, data, fields))
+    receipt = asyncio.run(_publish(url, topic, data, fields, delay))
     typer.echo(describe(receipt))
 
 
-async def _publish(url: str | None, topic: str, data: bytes, fields: dict[str, object]
-                   ) -> Receipt:
+async def _publish(url: str | None, topic: str, data: bytes, fields: dict[str, object],
+                   delay: float | None) -> Receipt:
     async with unibus.connect(url) as bus:
-        return await bus.publish(topic, bus.message(data, **fields))
+        return await bus.publish(topic, bus.message(data, **fields), delay=delay)
 
 
 def describe(receipt: Receipt) -> str:
