@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 
@@ -48,8 +47,7 @@ __all__ = ["KafkaConsumer", "RecordRef"]
 log = logging.getLogger("unibus.kafka")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RecordRef:
+class RecordRef(NamedTuple):
     """Where a delivery came from; ``epoch`` goes stale when its partition is revoked or
     sought, and a stale delivery's settlement changes nothing (the record comes again)."""
 
@@ -327,8 +325,8 @@ class KafkaConsumer(BaseConsumer):
                     topic = headers.get(RETRY_TOPIC) or self._retry[tp.topic]
                     position = Position(topic, int(_number(headers.get(RETRY_OFFSET), 0)),
                                         int(_number(headers.get(RETRY_PARTITION), 0)))
-                attempt = int(_number(headers.get(ATTEMPT), 1)) \
-                    + offsets.earlier_deliveries(record.offset)
+                attempt = offsets.earlier_deliveries(record.offset) + (
+                    int(_number(headers.get(ATTEMPT), 1)) if is_retry else 1)
                 offsets.hand_out(record.offset)
                 out.append(BaseDelivery(
                     self, decode(record, headers), topic=topic, attempt=max(attempt, 1),

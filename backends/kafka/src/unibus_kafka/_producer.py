@@ -102,7 +102,14 @@ class KafkaProducer:
         if not messages:
             return []
         await self._backend.topology.require([topic])
-        futures = [await self.send(topic, m) for m in messages]
+        client = await self.client()
+        futures = []
+        with _errors.publishing(topic):  # one boundary for the batch: no per-message cost
+            for m in messages:
+                futures.append(await client.send(
+                    topic, value=m.body, key=m.key.encode() if m.key is not None else None,
+                    headers=encode_headers(m.wire_headers()),
+                ))
         results = await asyncio.gather(*futures, return_exceptions=True)
         receipts: list[Receipt | None] = [
             None if isinstance(r, BaseException) else _receipt(topic, m, r)
