@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
@@ -50,6 +51,12 @@ class Worker:
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
+
+    async def ensure_dead(self) -> None:
+        """Never leave a worker behind, whatever the test's outcome."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
 
     async def stop(self) -> None:
         assert self.proc is not None
@@ -95,10 +102,20 @@ async def count_effects(store: Path) -> dict[str, int]:
             return {row[0]: row[1] for row in await cur.fetchall()}
 
 
+@pytest.fixture
+async def workers() -> AsyncIterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        await worker.ensure_dead()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 @pytest.mark.parametrize("target", TARGETS, ids=[t.name for t in TARGETS])
-async def test_nothing_acknowledged_is_lost_under_faults(target: Target, tmp_path: Path) -> None:
+async def test_nothing_acknowledged_is_lost_under_faults(
+    target: Target, tmp_path: Path, workers: list[Worker]
+) -> None:
     url = target.url.replace("{tmp}", str(tmp_path))
     options = dict(target.options)
     topic, group = f"fault-{uuid.uuid4().hex[:8]}", "fulfilment"
@@ -107,6 +124,7 @@ async def test_nothing_acknowledged_is_lost_under_faults(target: Target, tmp_pat
     async with unibus.connect(url, **options) as bus:
         await bus.provision(TopicSpec(name=topic, groups=(group,), partitions=4, max_attempts=3))
         worker = Worker(worker_args, {})
+        workers.append(worker)
         await worker.start()
         messages = [
             unibus.Message(body=f"order-{i}".encode(), key=f"customer-{i % 97}",
@@ -160,6 +178,7 @@ async def test_nothing_acknowledged_is_lost_under_faults(target: Target, tmp_pat
             assert letter.original_topic == topic
 
         fixed = Worker(worker_args, {"UNIBUS_FAULT_FIXED": "1"})
+        workers.append(fixed)
         await fixed.start()
         assert await dlq.replay() == len(poison)
         while not poison <= set(await count_effects(store)):
