@@ -82,15 +82,27 @@ class JetStreamProducer(_Producer):
             return []
         subject = _names.subject(topic)
         stream = await self.topology.ensure(topic)
+        receipts: list[Receipt] = []
+        window = self.options.publish_window
+        for first in range(0, len(messages), window):
+            part = messages[first:first + window]
+            receipts.extend(await self._publish_window(topic, subject, stream, part, receipts))
+        return receipts
+
+    async def _publish_window(
+        self, topic: str, subject: str, stream: str, messages: Sequence[Message],
+        earlier: list[Receipt],
+    ) -> list[Receipt]:
+        """Send up to ``publish_window`` messages back to back, then await their PubAcks."""
+        timeout = self.options.publish_timeout
         futures: list[asyncio.Future[api.PubAck]] = []
         try:
             with boundary("publish", f"publishing {len(messages)} messages to {topic!r}"):
-                for message in messages:
-                    futures.append(await self.js.publish_async(
-                        subject, message.body, wait_stall=self.options.publish_timeout,
-                        stream=stream, headers=to_nats(message),
-                    ))
-                done, pending = await asyncio.wait(futures, timeout=self.options.publish_timeout)
+                async with asyncio.timeout(timeout):  # one deadline, not a task per message
+                    for message in messages:
+                        futures.append(await self.js.publish_async(
+                            subject, message.body, stream=stream, headers=to_nats(message)))
+                done, pending = await asyncio.wait(futures, timeout=timeout)
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -99,20 +111,20 @@ class JetStreamProducer(_Producer):
             future.cancel()
         receipts: list[Receipt] = []
         failure: BaseException | None = None
-        for message, future in zip(messages, futures, strict=False):
+        for message, future in zip(messages, futures, strict=True):
             if future in done and future.exception() is None:
                 receipts.append(_receipt(topic, message, future.result()))
             elif failure is None:
                 failure = future.exception() if future in done else OperationTimeoutError(
-                    f"no PubAck within {self.options.publish_timeout}s")
-        if failure is not None or len(receipts) < len(messages):
+                    f"no PubAck within {timeout}s")
+        if failure is not None:
             if isinstance(failure, nats.js.errors.NoStreamResponseError):
                 self.topology.forget(topic)
+            acked = earlier + receipts
             error = PublishError(
-                f"{len(messages) - len(receipts)} of {len(messages)} messages to {topic!r} "
-                f"were not acknowledged: {failure!r}; publishing them again is safe "
-                "(deduplicated by message id)")
-            error.receipts = receipts  # type: ignore[attr-defined]
+                f"{len(messages) - len(receipts)} messages to {topic!r} were not acknowledged "
+                f"({failure!r}); publishing them again is safe (deduplicated by message id)")
+            error.receipts = acked  # type: ignore[attr-defined]
             raise error from failure
         return receipts
 
