@@ -3,6 +3,10 @@
 State layout: ``<home>/<broker>/`` holds the broker's data and config, ``<home>/<broker>.pid``
 its PID (the leader of its own process group) and ``<home>/<broker>.log`` its output. Jars are
 cached in ``<home>/../jars`` and reused between runs.
+
+Ports are fixed (the compose stacks publish the same ones); a second stack, e.g. in a test that
+must not disturb the shared brokers, overrides some with ``ports=`` or ``UNIBUS_DEV_PORTS``
+(``nats.client=14222,nats.monitor=18222``).
 """
 
 from __future__ import annotations
@@ -10,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from unibus.devstack import _process
 from unibus.devstack._errors import DevStackError
-from unibus.devstack.brokers import ORDER, spec
+from unibus.devstack._spec import BrokerSpec
+from unibus.devstack.brokers import ALIASES, ORDER, spec
 
 __all__ = ["BrokerStatus", "DevStack", "default_home"]
 
@@ -23,6 +28,18 @@ __all__ = ["BrokerStatus", "DevStack", "default_home"]
 def default_home() -> Path:
     configured = os.environ.get("UNIBUS_DEV_HOME")
     return Path(configured) if configured else Path.home() / ".cache" / "unibus" / "dev"
+
+
+def ports_from_env(value: str) -> dict[str, dict[str, int]]:
+    """Parse ``UNIBUS_DEV_PORTS`` (``broker.port=number,...``) into per-broker overrides."""
+    found: dict[str, dict[str, int]] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        key, _, number = item.partition("=")
+        broker, _, port = key.strip().partition(".")
+        if not (broker and port and number.strip().isdigit()):
+            raise DevStackError(f"UNIBUS_DEV_PORTS: expected broker.port=number, got {item!r}")
+        found.setdefault(broker, {})[port] = int(number)
+    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,26 +55,48 @@ class BrokerStatus:
 
 
 class DevStack:
-    """Synchronous and blocking: call from a thread in async code."""
+    """Synchronous and blocking: call from a thread in async code.
 
-    def __init__(self, state_dir: Path | None = None) -> None:
+    ``ports`` overrides default ports per broker (``{"nats": {"client": 14222}}``); without it
+    ``UNIBUS_DEV_PORTS`` is read. Jars are cached next to the default home whatever the state
+    dir, so a second stack does not download them again.
+    """
+
+    def __init__(self, state_dir: Path | None = None, *,
+                 ports: Mapping[str, Mapping[str, int]] | None = None) -> None:
         self.home = state_dir or default_home()
-        self.cache = self.home.parent / "jars"
+        self.cache = default_home().parent / "jars"
+        self.ports = dict(ports) if ports is not None else ports_from_env(
+            os.environ.get("UNIBUS_DEV_PORTS", ""))
+        for name in self.ports:  # refuse unknown brokers and port names early
+            if name not in ORDER:
+                raise DevStackError(f"port override for unknown broker {name!r}")
+            self.spec(name)
+
+    def spec(self, name: str) -> BrokerSpec:
+        """The broker's spec with this stack's port overrides."""
+        try:
+            return spec(name, self.ports.get(name))
+        except ValueError as exc:
+            raise DevStackError(str(exc)) from exc
 
     # -- queries ----------------------------------------------------------------------------
 
     def names(self, names: Sequence[str] = ()) -> list[str]:
-        unknown = [n for n in names if n not in ORDER]
+        """Broker names in start order; ``sqs`` stands for both SQS-compatible servers."""
+        wanted = {alias for n in names for alias in ALIASES.get(n, (n,))}
+        unknown = sorted(wanted - set(ORDER))
         if unknown:
             raise DevStackError(
-                f"unknown broker(s) {', '.join(unknown)}; choose from {', '.join(ORDER)}")
-        return [n for n in ORDER if not names or n in names]
+                f"unknown broker(s) {', '.join(unknown)}; choose from {', '.join(ORDER)}"
+                f" (or {', '.join(ALIASES)})")
+        return [n for n in ORDER if not names or n in wanted]
 
     def status(self, names: Sequence[str] = ()) -> list[BrokerStatus]:
         return [self._status(name) for name in self.names(names)]
 
     def _status(self, name: str, started_in: float | None = None) -> BrokerStatus:
-        broker = spec(name)
+        broker = self.spec(name)
         pid = self._pid(name)
         healthy = broker.ready()
         if _process.alive(pid):
@@ -86,7 +125,7 @@ class DevStack:
             return current
         if current.state == "unhealthy":
             self.stop(name)
-        broker = spec(name)
+        broker = self.spec(name)
         busy = [p for p in broker.ports.values() if _process.port_open(p)]
         if busy:
             raise DevStackError(
@@ -115,7 +154,7 @@ class DevStack:
 
     def stop(self, name: str, *, kill: bool = False) -> None:
         """Stop the broker this launcher started (SIGTERM, or SIGKILL when ``kill``)."""
-        broker = spec(name)
+        broker = self.spec(name)
         pid = self._pid(name)
         if pid is not None:
             _process.terminate(pid, kill=kill)

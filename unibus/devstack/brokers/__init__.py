@@ -1,18 +1,33 @@
-"""One module per broker; each exposes ``spec() -> BrokerSpec``."""
+"""One module per broker; each exposes ``PORTS`` and ``spec(ports) -> BrokerSpec``."""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 
 from unibus.devstack._spec import BrokerSpec
 
-__all__ = ["ORDER", "spec"]
+__all__ = ["ALIASES", "ORDER", "default_ports", "spec"]
 
 #: Start order: quick ones first, so a failure of a slow one does not hide them.
 ORDER = ("rabbitmq", "nats", "elasticmq", "moto", "kafka", "pulsar")
 
 
-def spec(name: str) -> BrokerSpec:
+#: ``sqs`` names both SQS-compatible servers (ElasticMQ for throughput, moto for SNS).
+ALIASES = {"sqs": ("elasticmq", "moto")}
+
+
+def default_ports(name: str) -> dict[str, int]:
+    """The fixed ports of ``name`` (the compose stacks publish the same ones)."""
+    ports: dict[str, int] = importlib.import_module(f"unibus.devstack.brokers.{name}").PORTS
+    return dict(ports)
+
+
+def spec(name: str, ports: Mapping[str, int] | None = None) -> BrokerSpec:
+    """The broker's spec; ``ports`` overrides some of its default ports (by port name)."""
     module = importlib.import_module(f"unibus.devstack.brokers.{name}")
-    found: BrokerSpec = module.spec()
+    unknown = set(ports or {}) - set(module.PORTS)
+    if unknown:
+        raise ValueError(f"{name} has no port(s) {sorted(unknown)}; it has {sorted(module.PORTS)}")
+    found: BrokerSpec = module.spec({**module.PORTS, **(ports or {})})
     return found

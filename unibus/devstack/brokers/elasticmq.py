@@ -2,33 +2,36 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from pathlib import Path
 
 from unibus.devstack import _jars, _probes
 from unibus.devstack._spec import BrokerSpec, Launch
 
-PORT = 9324
+PORTS = {"sqs": 9324}
 
 
-def spec() -> BrokerSpec:
-    return BrokerSpec(name="elasticmq", version="1.6.11", ports={"sqs": PORT},
-                      url=f"sqs://us-east-1?endpoint_url=http://127.0.0.1:{PORT}",
-                      prepare=prepare, ready=ready, start_timeout=60.0)
+def spec(ports: Mapping[str, int]) -> BrokerSpec:
+    endpoint = f"http://127.0.0.1:{ports['sqs']}"
+    return BrokerSpec(name="elasticmq", version="1.6.11", ports=dict(ports),
+                      url=f"sqs://us-east-1?endpoint_url={endpoint}",
+                      prepare=functools.partial(prepare, ports=ports),
+                      ready=functools.partial(_probes.http_ok, f"{endpoint}/?Action=ListQueues",
+                                              "ListQueuesResponse"),
+                      start_timeout=60.0)
 
 
-def ready() -> bool:
-    return _probes.http_ok(f"http://127.0.0.1:{PORT}/?Action=ListQueues", "ListQueuesResponse")
-
-
-def prepare(state: Path, cache: Path) -> Launch:
+def prepare(state: Path, cache: Path, *, ports: Mapping[str, int]) -> Launch:
+    port = ports["sqs"]
     lib = _jars.resolve("elasticmq", cache)
     state.mkdir(parents=True, exist_ok=True)
     conf = state / "elasticmq.conf"
     # Queues and messages persist in the state dir, so a restart keeps them.
     conf.write_text(
         'include classpath("application.conf")\n'
-        f'node-address {{ protocol = http, host = 127.0.0.1, port = {PORT}, context-path = "" }}\n'
-        f'rest-sqs {{ enabled = true, bind-port = {PORT}, bind-hostname = "127.0.0.1", '
+        f'node-address {{ protocol = http, host = 127.0.0.1, port = {port}, context-path = "" }}\n'
+        f'rest-sqs {{ enabled = true, bind-port = {port}, bind-hostname = "127.0.0.1", '
         'sqs-limits = strict }\n'
         "rest-stats { enabled = false }\n"
         "queues-storage { enabled = true, path = \"" + str(state / "queues.conf") + "\" }\n"

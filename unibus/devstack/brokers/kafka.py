@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from unibus.devstack import _jars, _probes
 from unibus.devstack._errors import DevStackError
 from unibus.devstack._spec import BrokerSpec, Launch
 
-PORT, CONTROLLER = 9092, 9093
+PORTS = {"broker": 9092, "controller": 9093}
 VERSION = "4.1.1"
 
 _PROPERTIES = """\
@@ -50,18 +52,21 @@ logger.raft.level = INFO
 """
 
 
-def spec() -> BrokerSpec:
-    return BrokerSpec(name="kafka", version=VERSION, ports={"broker": PORT,
-                      "controller": CONTROLLER}, url=f"kafka://127.0.0.1:{PORT}",
-                      prepare=prepare, ready=lambda: _probes.kafka(PORT), start_timeout=120.0)
+def spec(ports: Mapping[str, int]) -> BrokerSpec:
+    return BrokerSpec(name="kafka", version=VERSION, ports=dict(ports),
+                      url=f"kafka://127.0.0.1:{ports['broker']}",
+                      prepare=functools.partial(prepare, ports=ports),
+                      ready=functools.partial(_probes.kafka, ports["broker"]),
+                      start_timeout=120.0)
 
 
-def prepare(state: Path, cache: Path) -> Launch:
+def prepare(state: Path, cache: Path, *, ports: Mapping[str, int]) -> Launch:
     lib = _jars.resolve("kafka", cache)
     state.mkdir(parents=True, exist_ok=True)
     data = state / "data"
     properties = state / "server.properties"
-    properties.write_text(_PROPERTIES.format(port=PORT, controller=CONTROLLER, data=data))
+    properties.write_text(
+        _PROPERTIES.format(port=ports["broker"], controller=ports["controller"], data=data))
     log_config = state / "log4j2.properties"
     log_config.write_text(_LOG4J2)
     java = ["java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",

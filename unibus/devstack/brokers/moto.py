@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from unibus.devstack import _probes
 from unibus.devstack._errors import DevStackError
 from unibus.devstack._spec import BrokerSpec, Launch
 
-PORT = 4566
+PORTS = {"aws": 4566}
 
 
-def spec() -> BrokerSpec:
-    return BrokerSpec(name="moto", version=_version(), ports={"aws": PORT},
-                      url=f"sqs://us-east-1?endpoint_url=http://127.0.0.1:{PORT}",
-                      prepare=prepare, ready=ready, start_timeout=60.0)
+def spec(ports: Mapping[str, int]) -> BrokerSpec:
+    endpoint = f"http://127.0.0.1:{ports['aws']}"
+    return BrokerSpec(name="moto", version=_version(), ports=dict(ports),
+                      url=f"sqs://us-east-1?endpoint_url={endpoint}",
+                      prepare=functools.partial(prepare, ports=ports),
+                      ready=functools.partial(_probes.http_ok, f"{endpoint}/moto-api/data.json"),
+                      start_timeout=60.0)
 
 
 def _version() -> str:
@@ -27,15 +32,11 @@ def _version() -> str:
         return "not installed"
 
 
-def ready() -> bool:
-    return _probes.http_ok(f"http://127.0.0.1:{PORT}/moto-api/data.json")
-
-
-def prepare(state: Path, cache: Path) -> Launch:
+def prepare(state: Path, cache: Path, *, ports: Mapping[str, int]) -> Launch:
     try:
         import moto.server  # noqa: F401
     except ImportError as exc:
         raise DevStackError("moto[server] is missing: run `uv sync --all-packages`") from exc
     state.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(PORT)]
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(ports["aws"])]
     return Launch(argv=argv, env={"MOTO_ALLOW_NONEXISTENT_REGION": "true"}, cwd=state)

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from pathlib import Path
 
 from unibus.devstack import _jars, _probes
 from unibus.devstack._spec import BrokerSpec, Launch
 
-PORT, ADMIN, BOOKIE = 6650, 8080, 3181
+PORTS = {"broker": 6650, "admin": 8080, "bookie": 3181}
 VERSION = "4.0.7"
 
-_CONF = f"""\
+_CONF = """\
 clusterName=standalone
 bindAddress=127.0.0.1
 advertisedAddress=127.0.0.1
-brokerServicePort={PORT}
-webServicePort={ADMIN}
+brokerServicePort={broker}
+webServicePort={admin}
 managedLedgerDefaultEnsembleSize=1
 managedLedgerDefaultWriteQuorum=1
 managedLedgerDefaultAckQuorum=1
@@ -28,6 +30,12 @@ allowAutoTopicCreationType=non-partitioned
 functionsWorkerEnabled=false
 brokerDeleteInactiveTopicsEnabled=false
 brokerDeduplicationEnabled=false
+# The bookie reads this file too. Without allowEphemeralPorts the standalone bookie ignores
+# --bookkeeper-port and takes a random port on every interface; with it, it binds
+# {bookie} on the loopback interface only.
+allowEphemeralPorts=true
+allowLoopback=true
+listeningInterface=lo
 """
 
 _LOG4J2 = """\
@@ -49,23 +57,22 @@ _OPENS = [f"--add-opens={m}=ALL-UNNAMED" for m in (
 )]
 
 
-def spec() -> BrokerSpec:
-    return BrokerSpec(name="pulsar", version=VERSION, ports={"broker": PORT, "admin": ADMIN,
-                      "bookie": BOOKIE}, url=f"pulsar://127.0.0.1:{PORT}", prepare=prepare,
-                      ready=ready, start_timeout=240.0)
+def spec(ports: Mapping[str, int]) -> BrokerSpec:
+    # Ready only when the admin API lists the public/default namespace.
+    ready = functools.partial(
+        _probes.http_ok, f"http://127.0.0.1:{ports['admin']}/admin/v2/namespaces/public",
+        "public/default")
+    return BrokerSpec(name="pulsar", version=VERSION, ports=dict(ports),
+                      url=f"pulsar://127.0.0.1:{ports['broker']}",
+                      prepare=functools.partial(prepare, ports=ports), ready=ready,
+                      start_timeout=240.0)
 
 
-def ready() -> bool:
-    """Ready when the admin API lists the public/default namespace."""
-    return _probes.http_ok(f"http://127.0.0.1:{ADMIN}/admin/v2/namespaces/public",
-                           "public/default")
-
-
-def prepare(state: Path, cache: Path) -> Launch:
+def prepare(state: Path, cache: Path, *, ports: Mapping[str, int]) -> Launch:
     lib = _jars.resolve("pulsar", cache)
     state.mkdir(parents=True, exist_ok=True)
     conf = state / "standalone.conf"
-    conf.write_text(_CONF)
+    conf.write_text(_CONF.format(**ports))
     log_config = state / "log4j2.properties"
     log_config.write_text(_LOG4J2)
     argv = [
@@ -75,6 +82,6 @@ def prepare(state: Path, cache: Path) -> Launch:
         "org.apache.pulsar.PulsarStandaloneStarter", "--config", str(conf),
         "--no-functions-worker", "--no-stream-storage",
         "--bookkeeper-dir", str(state / "bookkeeper"), "--metadata-dir", str(state / "metadata"),
-        "--bookkeeper-port", str(BOOKIE),
+        "--bookkeeper-port", str(ports["bookie"]),
     ]
     return Launch(argv=argv, env={}, cwd=state)
