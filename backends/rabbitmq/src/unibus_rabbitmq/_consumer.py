@@ -163,8 +163,10 @@ class RabbitMQConsumer(BaseConsumer):
 
     async def _ack(self, delivery: BaseDelivery) -> None:
         raw: aiormq.abc.DeliveredMessage = delivery.raw
-        with _errors.settling(f"ack of {delivery.message.id}"):
-            await raw.channel.basic_ack(raw.delivery_tag or 0)
+        with _errors.settling("ack"):
+            # Queued in order on the channel's writer; waiting for the socket flush would
+            # serialise acks without making them any more certain (AMQP acks have no reply).
+            await raw.channel.basic_ack(raw.delivery_tag or 0, wait=False)
 
     async def _nack(self, delivery: BaseDelivery, delay: float) -> None:
         raw: aiormq.abc.DeliveredMessage = delivery.raw
