@@ -1,0 +1,1 @@
+"""unibus benchmarks: unibus against the raw clients (and FastStream), same broker, one run."""

@@ -1,0 +1,65 @@
+"""python -m bench [--broker NAME ...] [--quick] [--messages N] [--size B] [--runs R]"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from pathlib import Path
+
+from bench import harness
+from bench.impls.base import Impl
+from bench.impls.unibus_impl import UnibusImpl
+
+BROKERS = ("sqlite", "rabbitmq", "nats", "kafka", "pulsar", "sqs")
+
+
+def impls_for(broker: str, tmp: Path) -> list[Impl]:
+    if broker == "sqlite":
+        from bench.impls.raw_sqlite import RawSQLite
+
+        return [UnibusImpl(f"sqlite:///{tmp}/unibus.db"), RawSQLite(tmp / "raw.db")]
+    module = __import__(f"bench.impls.raw_{broker}", fromlist=["implementations"])
+    found: list[Impl] = module.implementations()
+    return found
+
+
+async def bench_broker(broker: str, args: argparse.Namespace) -> None:
+    payload = b"x" * args.size
+    with tempfile.TemporaryDirectory() as tmp:
+        impls = impls_for(broker, Path(tmp))
+        for impl in impls:
+            await impl.setup()
+        try:
+            print(f"{broker}: {args.messages:,} x {args.size} B, {args.runs} runs", flush=True)
+            series = await harness.throughput(impls, args.runs, args.messages, payload)
+            lat = await harness.latency(impls[:2], args.rate, args.seconds, payload)
+        finally:
+            for impl in impls:
+                await impl.teardown()
+    text = harness.report(broker, series, lat, {}, count=args.messages, size=args.size,
+                          runs=args.runs)
+    path = harness.write(broker if not args.quick else f"{broker}-quick", text)
+    print(text)
+    print(f"written to {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--broker", nargs="*", default=["sqlite"], choices=[*BROKERS, "all"])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--size", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--quick", action="store_true", help="CI smoke: small and fast")
+    args = parser.parse_args()
+    if args.quick:
+        args.messages, args.runs, args.seconds = 5_000, 2, 2.0
+    brokers = BROKERS if "all" in args.broker else args.broker
+    for broker in brokers:
+        asyncio.run(bench_broker(broker, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""One module per broker: the raw client used the way its docs recommend for throughput."""
