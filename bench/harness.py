@@ -9,7 +9,7 @@ import platform
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 
 from bench.impls.base import Impl
@@ -29,9 +29,9 @@ class Series:
         return statistics.median(self.values) if self.values else float("nan")
 
 
-async def measure(run: Callable[[], Awaitable[None]], count: int) -> float:
+async def measure(run: Awaitable[None], count: int) -> float:
     began = time.perf_counter()
-    await run()
+    await run
     return count / (time.perf_counter() - began)
 
 
@@ -45,9 +45,9 @@ async def throughput(impls: list[Impl], runs: int, count: int,
         for impl in order:
             topic = f"bench-{uuid.uuid4().hex[:8]}"
             await prepare(impl, topic)
-            rate = await measure(lambda: impl.publish(topic, count, payload), count)
+            rate = await measure(impl.publish(topic, count, payload), count)
             publish[impl.name].values.append(rate)
-            rate = await measure(lambda: impl.consume(topic, count), count)
+            rate = await measure(impl.consume(topic, count), count)
             consume[impl.name].values.append(rate)
             print(f"  run {run + 1} {impl.name:10} publish {publish[impl.name].values[-1]:>9.0f}"
                   f" msg/s  consume {consume[impl.name].values[-1]:>9.0f} msg/s", flush=True)
@@ -77,7 +77,7 @@ async def latency(impls: list[Impl], rate: int, seconds: float,
 def percentile(sorted_values: list[float], p: float) -> float:
     if not sorted_values:
         return float("nan")
-    index = min(len(sorted_values) - 1, int(round(p / 100 * (len(sorted_values) - 1))))
+    index = min(len(sorted_values) - 1, round(p / 100 * (len(sorted_values) - 1)))
     return sorted_values[index]
 
 
@@ -111,7 +111,8 @@ def report(broker: str, series: list[Series], lat: dict[str, list[float]],
                      f"{max(s.values):,.0f} | {ratio} |")
     if lat:
         lines += ["", "End-to-end latency at a fixed rate (ms):", "",
-                  "| implementation | p50 | p99 | max | samples |", "| --- | ---: | ---: | ---: | ---: |"]
+                  "| implementation | p50 | p99 | max | samples |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
         for name, samples in lat.items():
             lines.append(f"| {name} | {percentile(samples, 50) * 1e3:.2f} | "
                          f"{percentile(samples, 99) * 1e3:.2f} | {samples[-1] * 1e3:.2f} | "
