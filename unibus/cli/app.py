@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from unibus.cli import capabilities, config, consume, demo, logs, publish
+from unibus.cli import capabilities, config, consume, demo, dlq, logs, publish
 from unibus.cli.failures import fail
 from unibus.cli.logs import LEVELS
 from unibus.errors import UnibusError
@@ -39,6 +39,7 @@ app.command()(publish.publish)
 app.command()(consume.consume)
 app.command()(demo.demo)
 app.add_typer(config.app, name="config")
+app.add_typer(dlq.app, name="dlq")
 
 
 def _mount_dev() -> None:
