@@ -283,3 +283,19 @@ async def test_unreachable_server_is_a_connection_error() -> None:
     bus = unibus.connect("nats://127.0.0.1:1", connect_timeout=1)
     with pytest.raises(unibus.ConnectionFailedError):
         await bus.open()
+
+
+async def test_a_consumer_deleted_behind_our_back_is_recreated_where_we_were(
+    bus: unibus.Bus, topic: str
+) -> None:
+    consumer = await bus.consumer(topic, group="g")
+    await bus.publish(topic, unibus.Message(body=b"first"))
+    [first] = await take(consumer, 1)
+    await first.ack()
+    async with raw_js() as js:
+        await js.delete_consumer(stream_name(topic), "g")
+    second = unibus.Message(body=b"second")
+    await bus.publish(topic, second)
+    [again] = await take(consumer, 1)
+    assert again.message.id == second.id  # continues after what it saw, no replay
+    await again.ack()

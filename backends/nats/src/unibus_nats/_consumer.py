@@ -29,7 +29,7 @@ from unibus.positions import Position
 from unibus.protocols import StartAt
 from unibus_nats import _names
 from unibus_nats._dead_letters import DeadLetterWriter
-from unibus_nats._errors import boundary, is_transient
+from unibus_nats._errors import boundary, is_not_found, is_transient
 from unibus_nats._options import NATSOptions
 from unibus_nats._topology import Topology
 from unibus_nats._wire import from_nats
@@ -64,6 +64,9 @@ class _Pull:
         self.owed = 0  # messages the pull request in flight may still deliver
         self.request_over = asyncio.Event()
         self.request_over.set()
+        self.missing = False  # the server said the consumer is gone
+        self.last_sequence = 0  # the newest stream sequence delivered to us
+        self.start: StartAt | None = None
 
 
 class JetStreamConsumer(BaseConsumer):
@@ -108,9 +111,11 @@ class JetStreamConsumer(BaseConsumer):
                         topic, self.group, start=self._start_for(topic, start),
                         max_attempts=self.max_attempts)
                     pull = _Pull(topic, name, durable=True)
+                    pull.start = self._start_for(topic, start)
                 else:
                     pull = _Pull(topic, f"unibus-{uuid.uuid4().hex[:16]}", durable=False)
-                    await self._create(pull, self._start_for(topic, start))
+                    pull.start = self._start_for(topic, start)
+                    await self._create(pull, pull.start)
                 self._pulls.append(pull)
                 await self._bind(pull)
         except BaseException:
@@ -178,10 +183,36 @@ class JetStreamConsumer(BaseConsumer):
                 await asyncio.wait_for(pull.request_over.wait(),
                                        self.options.fetch_timeout + 2.0)
             pull.request_over.set()
+            if pull.missing and not self._stopping:
+                failures += 1
+                await asyncio.sleep(min(0.2 * failures, 2.0))  # back off, then repair
+                await self._recreate(pull)
+
+    async def _recreate(self, pull: _Pull) -> None:
+        """The consumer vanished (deleted, or a server that lost its state): create it again,
+        continuing after the last message we saw."""
+        pull.missing = False
+        try:
+            await self.js.consumer_info(pull.stream, pull.consumer)
+            return
+        except Exception as exc:
+            if not is_not_found(exc):
+                return  # not reachable yet; the next request tells
+        start = (Position(pull.topic, pull.last_sequence + 1) if pull.last_sequence
+                 else pull.start)
+        log.warning("consumer %s of %s is gone; recreating it", pull.consumer, pull.topic)
+        self.topology.forget(pull.topic)
+        try:
+            await self._create(pull, start)
+        except Exception as exc:
+            log.warning("recreating consumer %s failed: %r", pull.consumer, exc)
 
     def _on_pulled(self, pull: _Pull, msg: Msg) -> None:
         if not msg.reply:  # a status: 100 heartbeat, 404/408 nothing (more), 409 ...
-            status = (msg.headers or {}).get("Status")
+            headers = msg.headers or {}
+            status = headers.get("Status")
+            if status == "503" or "Consumer Deleted" in str(headers.get("Description", "")):
+                pull.missing = True
             if status != "100":
                 pull.request_over.set()
             return
@@ -192,6 +223,7 @@ class JetStreamConsumer(BaseConsumer):
 
     def _deliver(self, pull: _Pull, msg: Msg) -> None:
         metadata = msg.metadata
+        pull.last_sequence = max(pull.last_sequence, metadata.sequence.stream)
         try:
             message = from_nats(msg.data, msg.headers)
         except InvalidMessageError:
