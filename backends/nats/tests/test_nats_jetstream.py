@@ -299,3 +299,17 @@ async def test_a_consumer_deleted_behind_our_back_is_recreated_where_we_were(
     [again] = await take(consumer, 1)
     assert again.message.id == second.id  # continues after what it saw, no replay
     await again.ack()
+
+
+async def test_joining_a_group_with_another_max_attempts_moves_the_server_limit(
+    bus: unibus.Bus, topic: str
+) -> None:
+    await bus.consumer(topic, group="g", max_attempts=3)
+    await bus.consumer(topic, group="g", max_attempts=6)
+    async with raw_js() as js:
+        info = await js.consumer_info(stream_name(topic), "g")
+        assert info.config.max_deliver == 7
+    await bus.consumer(topic, group="g")
+    async with raw_js() as js:
+        info = await js.consumer_info(stream_name(topic), "g")
+        assert info.config.max_deliver == -1

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from datetime import datetime
 from typing import Any
 
 import nats.js.errors
 from nats.js import JetStreamContext, api
 
-from unibus.errors import CapabilityError, ConfigError, TopicNotFoundError
+from unibus.errors import CapabilityError, ConfigError, TopicNotFoundError, TopologyError
 from unibus.positions import Position
 from unibus.protocols import StartAt
 from unibus.topology import TopicSpec
@@ -19,6 +20,8 @@ from unibus_nats._errors import boundary
 from unibus_nats._options import NATSOptions
 
 __all__ = ["Topology", "deliver_policy"]
+
+log = logging.getLogger("unibus.nats")
 
 _STREAM_OPTIONS = {"max_msgs", "max_bytes", "discard", "storage", "max_msgs_per_subject"}
 
@@ -203,12 +206,31 @@ class Topology:
         name = _names.consumer_name(group)
         with boundary("topology", f"group {group!r} on topic {topic!r}"):
             try:
-                await self.js.consumer_info(stream, name)
+                info = await self.js.consumer_info(stream, name)
             except nats.js.errors.NotFoundError:
                 config = self.consumer_config(topic, name, durable=True, start=start,
                                               max_attempts=max_attempts)
                 await self.js.add_consumer(stream, config)
+                return name
+        await self._align_max_deliver(stream, info.config, max_attempts)
         return name
+
+    async def _align_max_deliver(
+        self, stream: str, config: api.ConsumerConfig, max_attempts: int | None
+    ) -> None:
+        """A group joined with another ``max_attempts``: the server-side limit follows, so a
+        message is never stopped by the server before unibus can dead-letter it."""
+        wanted = -1 if max_attempts is None else max_attempts + 1
+        if config.max_deliver == wanted or (max_attempts is None and config.max_deliver is None):
+            return
+        config.max_deliver = wanted
+        if config.backoff and wanted > 0:
+            config.backoff = config.backoff[: wanted - 1] or None
+        try:
+            with boundary("topology", f"updating max_deliver of {config.name}"):
+                await self.js.add_consumer(stream, config)
+        except TopologyError as exc:
+            log.warning("could not change max_deliver of %s to %d: %s", config.name, wanted, exc)
 
     async def create_consumer(self, topic: str, config: api.ConsumerConfig) -> None:
         stream = await self.ensure(topic)
