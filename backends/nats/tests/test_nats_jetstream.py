@@ -102,13 +102,13 @@ async def test_attempt_is_the_servers_delivery_count_and_crash_loops_are_dead_le
 
 
 async def test_in_progress_acks_keep_a_long_handlers_message(topic: str) -> None:
-    async with unibus.connect(NATS_URL, ack_wait=1.0) as bus:
+    async with unibus.connect(NATS_URL, ack_wait=2.0) as bus:
         slow = await bus.consumer(topic, group="g")
         other = await bus.consumer(topic, group="g")
         await bus.publish(topic, unibus.Message(body=b"long job"))
         [delivery] = await take(slow, 1)
         # Several ack_wait periods pass; the heartbeat says "still working".
-        await quiet(other, 3.5)
+        await quiet(other, 5.0)
         await delivery.ack()
         await quiet(slow, 1.5)
 
