@@ -3,8 +3,8 @@
 With at-least-once delivery a message can arrive twice (a redelivery after a crash, a
 broker duplicate). The runner claims each message id in a store before running the handler:
 ``new`` runs it, ``done`` acks the duplicate without running it, ``busy`` (another worker
-holds a live claim) retries later. Claims expire after ``lease`` seconds so a crashed worker
-does not block a message forever; completed ids are remembered for ``retention`` seconds.
+holds a live claim) is waited out. Claims expire after ``lease`` seconds so a crashed worker
+does not block a message for long; completed ids are remembered for ``retention`` seconds.
 
 The stores also keep a failure log per message id (count, first and last failure), which
 survives redeliveries and, for the durable stores, restarts: that is how poison messages are

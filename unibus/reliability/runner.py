@@ -75,7 +75,7 @@ class Subscription:
         on_dead_letter: AlertHook | None = None,
         poison_threshold: int | None = None,
         decode: Callable[[Message], Any] | None = None,
-        lease: float = 300.0,
+        lease: float = 15.0,
     ) -> None:
         self.consumer = consumer
         self.handler = handler
@@ -132,13 +132,10 @@ class Subscription:
         key = f"{delivery.group or ''}:{message.id}"
         store = self.idempotency
         if store is not None:
-            claim = await store.claim(key, self.lease)
+            claim = await self._claim(store, key)
             if claim == "done":
                 self.stats.duplicates += 1
                 await self._settle(delivery.ack())
-                return
-            if claim == "busy":
-                await self._settle(delivery.nack(delay=min(self.lease, 5.0)))
                 return
         try:
             argument = self.decode(message) if self.decode is not None else message
@@ -152,6 +149,18 @@ class Subscription:
         if self.breaker is not None:
             await self.breaker.record_success()
         await self._settle(delivery.ack())
+
+    async def _claim(self, store: IdempotencyStore, key: str) -> str:
+        """Claim ``key``; a live claim of another worker (a concurrent duplicate, or a worker
+        that died mid-handler) is waited out here rather than nacked, so it never costs the
+        message one of its attempts."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease + 1.0
+        while True:
+            claim = await store.claim(key, self.lease)
+            if claim != "busy" or loop.time() > deadline:
+                return claim
+            await asyncio.sleep(0.5)  # the other claim expires after at most `lease`
 
     async def _failed(self, delivery: Delivery, key: str, error: Exception) -> None:
         self.stats.failed += 1
