@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -52,12 +53,21 @@ _ATTEMPTS = "unibus-pulsar-attempts"
 _ORIGIN = "unibus-pulsar-position"
 _TOPIC = "unibus-pulsar-topic"
 
+#: Receives kept outstanding per client consumer (bounded by the prefetch slots).
+_DEPTH = 64
+
 _TYPES = {
     "shared": pulsar.ConsumerType.Shared,
     "key_shared": pulsar.ConsumerType.KeyShared,
     "failover": pulsar.ConsumerType.Failover,
     "exclusive": pulsar.ConsumerType.Exclusive,
 }
+
+
+def _log_failed_ack(result: Any) -> None:
+    # Runs on a client thread; the message will be redelivered.
+    if result != pulsar.Result.Ok:
+        log.warning("pulsar: an acknowledgement failed (%s); the broker will redeliver", result)
 
 
 class PulsarConsumer(BaseConsumer):
@@ -149,26 +159,60 @@ class PulsarConsumer(BaseConsumer):
     # -- fetching -----------------------------------------------------------------------------
 
     async def _fetch(self, pc: pulsar_asyncio.Consumer) -> None:
-        while True:
-            await self._slots.acquire()
-            try:
-                msg = await pc.receive()
-            except asyncio.CancelledError:
-                self._slots.release()
-                raise
-            except Exception as exc:
-                self._slots.release()
-                if result_name(exc) == "AlreadyClosed" or self._closing:
+        """Keep up to ``_DEPTH`` receives outstanding (each holding a prefetch slot), so the
+        client's callbacks arrive in bursts the loop handles together; take them in order."""
+        pending: deque[asyncio.Future[Any]] = deque()
+        try:
+            while True:
+                while len(pending) < _DEPTH and (not pending or not self._slots.locked()):
+                    await self._slots.acquire()
+                    pending.append(self._receive(pc))
+                future = pending[0]
+                try:
+                    msg = await asyncio.shield(future)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    pending.popleft()
+                    self._slots.release()
+                    if result_name(exc) == "AlreadyClosed" or self._closing:
+                        return
+                    log.warning("pulsar receive on %s failed: %s", self.subscription, exc)
+                    self._fail(ConsumeError(f"receiving from {', '.join(self.topics)}: {exc}"))
                     return
-                log.warning("pulsar receive on %s failed: %s", self.subscription, exc)
-                self._fail(ConsumeError(f"receiving from {', '.join(self.topics)}: {exc}"))
-                return
-            if self._seeking and pc is self._pc:
-                self._slots.release()  # read before the seek: the broker rewinds past it
-                continue
-            self._push(self._delivery(pc, msg))
+                pending.popleft()
+                if self._seeking and pc is self._pc:
+                    self._slots.release()  # read before the seek: the broker rewinds past it
+                    continue
+                self._push(self._delivery(pc, msg))
+        finally:
+            # Receives still outstanding complete into nothing; their messages stay
+            # unacknowledged and come back when the consumer closes.
+            for future in pending:
+                future.cancel()
+                self._slots.release()
 
-    def _delivery(self, pc: pulsar_asyncio.Consumer, msg: pulsar.Message) -> BaseDelivery:
+    @staticmethod
+    def _receive(pc: pulsar_asyncio.Consumer) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def done(result: Any, msg: Any = None) -> None:
+            def settle() -> None:
+                if future.done():
+                    return
+                if result == pulsar.Result.Ok:
+                    future.set_result(msg)
+                else:
+                    future.set_exception(pulsar_asyncio.PulsarException(result))
+
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(settle)
+
+        pc._consumer.receive_async(done)
+        return future
+
+    def _delivery(self, pc: pulsar_asyncio.Consumer, msg: Any) -> BaseDelivery:
         properties = msg.properties()
         earlier = int(properties.pop(_ATTEMPTS, "0") or 0)
         origin = properties.pop(_ORIGIN, None)
@@ -198,10 +242,13 @@ class PulsarConsumer(BaseConsumer):
     # -- settling -----------------------------------------------------------------------------
 
     async def _ack(self, delivery: BaseDelivery) -> None:
+        # Pulsar sends no receipt for an acknowledgement: the client groups acks and sends
+        # them within 100 ms (and on close). Handing it over is all there is to wait for, so
+        # no thread round trip per ack; a failure is logged and the broker redelivers.
         pc, msg = delivery.raw
         try:
             with boundary(f"ack {delivery.message.id} on {delivery.topic}", SettlementError):
-                await pc.acknowledge(msg)
+                pc._consumer.acknowledge_async(msg, _log_failed_ack)
         finally:
             self._slots.release()
 
@@ -237,7 +284,7 @@ class PulsarConsumer(BaseConsumer):
             return
         pc, msg = delivery.raw
         with boundary("negative ack", SettlementError):
-            pc._consumer.negative_acknowledge(msg._message)
+            pc._consumer.negative_acknowledge(msg)
 
     async def _dead_letter(self, delivery: BaseDelivery, reason: str) -> None:
         try:
