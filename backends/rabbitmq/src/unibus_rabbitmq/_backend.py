@@ -176,13 +176,8 @@ class RabbitMQBackend(BaseBackend):
         Names.check("topic", spec.name)
         for group in spec.groups:
             Names.check("group", group)
-        if spec.partitions != 1:
-            raise CapabilityError(
-                f"partitions={spec.partitions}",
-                "RabbitMQ queues are not partitioned; a group is one queue (use "
-                "single_active_consumer for order, or kafka/pulsar for partitions)",
-                backend=self.name,
-            )
+        # partitions: accepted as a parallelism hint and not mapped: a group is one queue
+        # whose members compete, so adding consumers is how a group scales on RabbitMQ.
         if spec.retention is not None:
             self.require(False, f"retention={spec.retention:g}s", "retention")
         if spec.replication != 1 and self.options.queue_type != "quorum":
@@ -200,7 +195,8 @@ class RabbitMQBackend(BaseBackend):
         if spec.dead_letter:
             await topology.dead_letters(spec.name, None)
         for group in spec.groups:
-            await topology.group(spec.name, group, max_attempts=spec.max_attempts, create=True)
+            await topology.group(spec.name, group, max_attempts=spec.max_attempts, create=True,
+                                 replicas=spec.replication)
 
     async def delete_topic(self, topic: str) -> None:
         _, _, topology, _ = self._ready()

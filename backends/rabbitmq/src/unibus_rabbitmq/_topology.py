@@ -168,7 +168,8 @@ class Topology:
         return dlq
 
     async def group(
-        self, topic: str, group: str, *, max_attempts: int | None, create: bool | None = None
+        self, topic: str, group: str, *, max_attempts: int | None, create: bool | None = None,
+        replicas: int = 1,
     ) -> str:
         """Exchange, DLX, DLQ and the group's queue bound to the exchange; returns the queue.
 
@@ -193,7 +194,8 @@ class Topology:
                     async with self.channel(f"declare queue {queue!r}") as ch:
                         await ch.queue_declare(
                             queue=queue, durable=True,
-                            arguments=self.group_arguments(topic, dlq, max_attempts),
+                            arguments=self.group_arguments(topic, dlq, max_attempts,
+                                                           replicas=replicas),
                         )
                 except TopologyError as exc:
                     # Declared before with other arguments: use the queue as it is.
@@ -205,7 +207,8 @@ class Topology:
         return queue
 
     def group_arguments(
-        self, topic: str, dlq: str, max_attempts: int | None, *, private: bool = False
+        self, topic: str, dlq: str, max_attempts: int | None, *, private: bool = False,
+        replicas: int = 1,
     ) -> dict[str, Any]:
         o = self._options
         args: dict[str, Any] = {
@@ -229,6 +232,8 @@ class Topology:
         limit = o.delivery_limit or max_attempts
         if not private and o.queue_type == "quorum" and limit is not None:
             args["x-delivery-limit"] = limit
+        if not private and o.queue_type == "quorum" and replicas > 1:
+            args["x-quorum-initial-group-size"] = replicas
         return args
 
     async def queue_exists(self, queue: str) -> bool:
