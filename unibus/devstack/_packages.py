@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 
 from unibus.devstack._errors import DevStackError
 
-__all__ = ["ensure_debian_package"]
+__all__ = ["debian_version", "ensure_debian_package"]
 
 _updated = False
 
@@ -33,3 +34,11 @@ def ensure_debian_package(binary: str, package: str) -> str:
     if not found:
         raise DevStackError(f"{package} installed but {binary} is not on PATH")
     return found
+
+
+@functools.cache
+def debian_version(package: str) -> str:
+    """The installed version of ``package`` (``<package> (not installed)`` when missing)."""
+    result = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package],
+                            capture_output=True, text=True, check=False)
+    return result.stdout.strip() if result.returncode == 0 else f"{package} (not installed)"

@@ -7,14 +7,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from unibus.devstack import _probes
-from unibus.devstack._packages import ensure_debian_package
+from unibus.devstack._packages import debian_version, ensure_debian_package
 from unibus.devstack._spec import BrokerSpec, Launch
 
 PORTS = {"client": 4222, "monitor": 8222}
 
 
 def spec(ports: Mapping[str, int]) -> BrokerSpec:
-    return BrokerSpec(name="nats", version="debian nats-server", ports=dict(ports),
+    return BrokerSpec(name="nats", version=debian_version("nats-server"), ports=dict(ports),
                       url=f"nats://127.0.0.1:{ports['client']}",
                       prepare=functools.partial(prepare, ports=ports),
                       ready=functools.partial(_probes.nats, ports["client"], ports["monitor"]),

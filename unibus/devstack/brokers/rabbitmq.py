@@ -9,14 +9,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from unibus.devstack import _probes
-from unibus.devstack._packages import ensure_debian_package
+from unibus.devstack._packages import debian_version, ensure_debian_package
 from unibus.devstack._spec import BrokerSpec, Launch
 
 PORTS = {"amqp": 5672, "management": 15672}
 
 
 def spec(ports: Mapping[str, int]) -> BrokerSpec:
-    return BrokerSpec(name="rabbitmq", version="debian rabbitmq-server", ports=dict(ports),
+    return BrokerSpec(name="rabbitmq", version=debian_version("rabbitmq-server"), ports=dict(ports),
                       url=f"amqp://guest:guest@127.0.0.1:{ports['amqp']}/",
                       prepare=functools.partial(prepare, ports=ports),
                       ready=functools.partial(_probes.amqp, ports["amqp"]), start_timeout=90.0,
