@@ -313,3 +313,12 @@ async def test_joining_a_group_with_another_max_attempts_moves_the_server_limit(
     async with raw_js() as js:
         info = await js.consumer_info(stream_name(topic), "g")
         assert info.config.max_deliver == -1
+
+
+async def test_a_server_list_fails_over_to_a_live_server(topic: str) -> None:
+    live = NATS_URL.removeprefix("nats://")
+    async with unibus.connect(f"nats://127.0.0.1:1,{live}", connect_timeout=2) as bus:
+        consumer = await bus.consumer(topic, group="g")
+        await bus.publish(topic, b"through the live one")
+        [delivery] = await take(consumer, 1)
+        await delivery.ack()
