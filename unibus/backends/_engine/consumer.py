@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ from unibus.protocols import StartAt
 
 __all__ = ["EmbeddedConsumer"]
 
+log = logging.getLogger("unibus.sqlite")
+
 _FIRST_POLL = 0.005  # seconds; the pause doubles up to poll_interval while idle
 
 
@@ -48,6 +51,9 @@ class EmbeddedConsumer(BaseConsumer):
         self._stopping = False
         self._waker = Waker()
         self._fetcher: asyncio.Task[None] | None = None
+        self._refill = max(1, prefetch // 4)
+        self._acks: list[tuple[str, int, int]] = []
+        self._ack_flusher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._store.watch(self.topics, self._waker)
@@ -65,7 +71,9 @@ class EmbeddedConsumer(BaseConsumer):
             room = self.prefetch - self._buffer.qsize() - len(self._in_flight)
             got = 0
             try:
-                if room > 0:
+                # Refill in batches: not for every single settled delivery.
+                if room > 0 and (room >= self._refill or (self._buffer.empty()
+                                 and not self._in_flight)):
                     got = await self._fetch(room)
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + beat_every
@@ -107,10 +115,31 @@ class EmbeddedConsumer(BaseConsumer):
     # -- settlement hooks -------------------------------------------------------------------
 
     async def _ack(self, delivery: BaseDelivery) -> None:
+        # Acks are committed in batches, a moment later (like Kafka's offset commits): one
+        # database round trip for many acks. A crash in between redelivers the message
+        # (at-least-once); every other settlement, seek and close commits them first.
         seq, token = delivery.raw
-        await self._store.call(SettlementError, queue.ack, delivery.topic, self._grp, seq,
-                               token)
+        self._acks.append((delivery.topic, seq, token))
+        if self._ack_flusher is None or self._ack_flusher.done():
+            self._ack_flusher = self._spawn(self._commit_acks())
+
+    async def _commit_acks(self) -> None:
+        while self._acks:
+            batch, self._acks = self._acks, []
+            try:
+                await self._store.call(SettlementError, queue.ack, self._grp, batch)
+            except SettlementError:
+                log.warning("could not commit %d acks; the messages will be redelivered",
+                            len(batch), exc_info=True)
         self._waker.event.set()
+
+    async def _flush_acks(self) -> None:
+        """Commit every ack given so far."""
+        flusher = self._ack_flusher
+        if flusher is not None and not flusher.done():
+            await asyncio.shield(flusher)
+        if self._acks:
+            await self._commit_acks()
 
     async def _nack(self, delivery: BaseDelivery, delay: float) -> None:
         seq, token = delivery.raw
@@ -133,6 +162,7 @@ class EmbeddedConsumer(BaseConsumer):
         self._waker.event.set()
 
     async def _seek(self, to: StartAt) -> None:
+        await self._flush_acks()
         await self._store.call(ConsumeError, queue.seek, self.topics, self._grp, to)
         self._waker.event.set()
 
@@ -146,6 +176,7 @@ class EmbeddedConsumer(BaseConsumer):
                 await self._fetcher
 
     async def _release(self, deliveries: list[BaseDelivery]) -> None:
+        await self._flush_acks()
         leases = [(d.topic, d.raw[0], d.raw[1]) for d in deliveries]
         with contextlib.suppress(SettlementError, ConsumeError):
             await self._store.call(SettlementError, queue.release, self._grp, self._owner,
@@ -155,6 +186,7 @@ class EmbeddedConsumer(BaseConsumer):
 
     async def _finish(self) -> None:
         self._store.unwatch(self.topics, self._waker)
+        await self._flush_acks()
         try:
             if self.group is None:
                 await self._store.call(ConsumeError, queue.leave, self.topics, self._grp)

@@ -31,10 +31,15 @@ Target = str | Position | datetime
 # key is blocked by a slow or delayed message.
 _BACKLOG = 2000
 
+# Free leases (waiting, now visible) and expired ones, each through its own index.
 _CANDIDATES = """
-SELECT seq, attempt, key FROM leases
-WHERE topic = ?1 AND grp = ?2 AND visible_at <= ?3 AND (owner IS NULL OR lease_until < ?3)
-ORDER BY seq LIMIT ?4
+SELECT seq, attempt, key FROM (
+    SELECT seq, attempt, key FROM leases
+    WHERE topic = ?1 AND grp = ?2 AND owner IS NULL AND visible_at <= ?3
+    UNION ALL
+    SELECT seq, attempt, key FROM leases
+    WHERE topic = ?1 AND grp = ?2 AND lease_until < ?3
+) ORDER BY seq LIMIT ?4
 """
 
 # An earlier unsettled message of the same key that is not in flight at this consumer.
@@ -48,8 +53,9 @@ LIMIT 1
 _WORK = """
 SELECT EXISTS (SELECT 1 FROM groups AS g JOIN topics AS t ON t.topic = g.topic
                WHERE g.topic = ?1 AND g.grp = ?2 AND t.next_seq > g.next_seq)
-    OR EXISTS (SELECT 1 FROM leases WHERE topic = ?1 AND grp = ?2 AND visible_at <= ?3
-               AND (owner IS NULL OR lease_until < ?3))
+    OR EXISTS (SELECT 1 FROM leases WHERE topic = ?1 AND grp = ?2 AND owner IS NULL
+               AND visible_at <= ?3)
+    OR EXISTS (SELECT 1 FROM leases WHERE topic = ?1 AND grp = ?2 AND lease_until < ?3)
 """
 
 
@@ -181,13 +187,13 @@ def _take_from_log(conn: sqlite3.Connection, topic: str, grp: str, limit: int) -
                  (new[-1][0] + 1, topic, grp))
 
 
-def ack(conn: sqlite3.Connection, topic: str, grp: str, seq: int, token: int) -> bool:
-    """Settle for good; False when the lease was no longer this delivery's."""
-    cursor = conn.execute(
-        "DELETE FROM leases WHERE topic = ? AND grp = ? AND seq = ? AND token = ?",
-        (topic, grp, seq, token),
-    )
-    return cursor.rowcount > 0
+def ack(conn: sqlite3.Connection, grp: str, leases: Sequence[tuple[str, int, int]]) -> None:
+    """Settle for good (leases that are no longer these deliveries' are left alone)."""
+    with transaction(conn):
+        conn.executemany(
+            "DELETE FROM leases WHERE topic = ? AND grp = ? AND seq = ? AND token = ?",
+            [(topic, grp, seq, token) for topic, seq, token in leases],
+        )
 
 
 def nack(conn: sqlite3.Connection, topic: str, grp: str, seq: int, token: int,

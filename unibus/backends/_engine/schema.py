@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 CREATE INDEX IF NOT EXISTS leases_by_key ON leases (topic, grp, key, seq);
 CREATE INDEX IF NOT EXISTS leases_by_owner ON leases (owner);
+CREATE INDEX IF NOT EXISTS leases_free ON leases (topic, grp, owner, visible_at);
+CREATE INDEX IF NOT EXISTS leases_expiring ON leases (topic, grp, lease_until);
 CREATE TABLE IF NOT EXISTS dead_letters (
     n INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL,
