@@ -322,3 +322,32 @@ async def test_a_server_list_fails_over_to_a_live_server(topic: str) -> None:
         await bus.publish(topic, b"through the live one")
         [delivery] = await take(consumer, 1)
         await delivery.ack()
+
+
+async def test_subscribe_retries_with_delayed_naks_then_dead_letters(
+    bus: unibus.Bus, topic: str
+) -> None:
+    from unibus.reliability.policy import RetryPolicy
+
+    attempts: list[int] = []
+    done = asyncio.Event()
+
+    async def handler(message: unibus.Message) -> None:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 3:
+            done.set()
+        raise RuntimeError("downstream is down")
+
+    policy = RetryPolicy.fixed(0.2, 0.2, max_attempts=3)
+    async with await bus.subscribe(topic, handler, group="g", policy=policy):
+        sent = await bus.publish(topic, b"flaky")
+        await asyncio.wait_for(done.wait(), 30)
+        dlq = bus.dead_letter_queue(topic, "g")
+        deadline = asyncio.get_running_loop().time() + 20
+        while not await dlq.list():
+            assert asyncio.get_running_loop().time() < deadline, "no dead letter"
+            await asyncio.sleep(0.1)  # polling the DLQ
+    [dead] = await dlq.list()
+    assert dead.message.id == sent.message_id
+    assert dead.attempts == 3
+    assert attempts == [1, 2, 3]
