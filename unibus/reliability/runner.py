@@ -125,7 +125,15 @@ class Subscription:
                 continue
             except ClosedError:
                 return
-            await self._process(delivery)
+            try:
+                await self._process(delivery)
+            except Exception:
+                # The store or the broker failed around the handler: the message goes back
+                # for redelivery, and this worker keeps going.
+                log.exception("handler_runner_error topic=%s id=%s", delivery.topic,
+                              delivery.message.id)
+                if not delivery.settled:
+                    await self._settle(delivery.nack(delay=1.0))
 
     async def _process(self, delivery: Delivery) -> None:
         message = delivery.message

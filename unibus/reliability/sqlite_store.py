@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -25,6 +26,8 @@ class SQLiteStore:
 
     def __init__(self, db: aiosqlite.Connection, retention: float) -> None:
         self._db = db
+        # One connection serves every worker: transactions on it must not interleave.
+        self._lock = asyncio.Lock()
         self.retention = retention
         self._last_prune = 0.0
 
@@ -37,6 +40,10 @@ class SQLiteStore:
         return cls(db, retention)
 
     async def claim(self, key: str, lease: float) -> ClaimResult:
+        async with self._lock:
+            return await self._claim(key, lease)
+
+    async def _claim(self, key: str, lease: float) -> ClaimResult:
         now = time.time()
         await self._prune(now)
         await self._db.execute("BEGIN IMMEDIATE")
@@ -59,18 +66,22 @@ class SQLiteStore:
             raise
 
     async def complete(self, key: str) -> None:
-        await self._db.execute(
-            "INSERT OR REPLACE INTO unibus_processed(key, state, until) VALUES (?, 'done', ?)",
-            (key, time.time() + self.retention),
-        )
-        await self._db.execute("DELETE FROM unibus_failures WHERE key = ?", (key,))
+        async with self._lock:
+            await self._db.execute(
+                "INSERT OR REPLACE INTO unibus_processed(key, state, until) "
+                "VALUES (?, 'done', ?)", (key, time.time() + self.retention))
+            await self._db.execute("DELETE FROM unibus_failures WHERE key = ?", (key,))
 
     async def release(self, key: str) -> None:
-        await self._db.execute(
-            "DELETE FROM unibus_processed WHERE key = ? AND state = 'busy'", (key,)
-        )
+        async with self._lock:
+            await self._db.execute(
+                "DELETE FROM unibus_processed WHERE key = ? AND state = 'busy'", (key,))
 
     async def record_failure(self, key: str) -> FailureRecord:
+        async with self._lock:
+            return await self._record_failure(key)
+
+    async def _record_failure(self, key: str) -> FailureRecord:
         now = time.time()
         await self._db.execute(
             "INSERT INTO unibus_failures(key, count, first, last) VALUES (?, 1, ?, ?) "
