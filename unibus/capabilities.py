@@ -95,7 +95,9 @@ class Capabilities:
         yield "fan-out", _yes(self.fan_out)
         yield "dead-letter", "native" if self.native_dead_letter else "emulated"
         yield "delayed delivery", (
-            "no" if self.max_delay is None else f"up to {format_duration(self.max_delay)}"
+            "no" if self.max_delay is None
+            else "unlimited" if math.isinf(self.max_delay)
+            else f"up to {format_duration(self.max_delay)}"
         )
         yield "per-message TTL", _yes(self.ttl)
         yield "priority", _yes(self.priority)
@@ -105,7 +107,8 @@ class Capabilities:
             else f"window {format_duration(self.dedup_window)}"
         )
         yield "max message size", _size(self.max_message_size)
-        yield "retention", ", ".join(m.value for m in RetentionModel if m in self.retention)
+        yield "retention", ", ".join(
+            m.value for m in RetentionModel if m in self.retention) or "none (not stored)"
         yield "wildcards", _yes(self.wildcard_subscriptions)
         yield "batch publish", _yes(self.batch_publish)
 
