@@ -16,8 +16,8 @@ def declare(options: EmbeddedOptions, *, durable: bool) -> Capabilities:
         "delivery": "the embedded engine delivers at least once: a message stays leased "
         "until acknowledged; exactly-once needs consume-transform-produce transactions "
         "and at-most-once (auto-ack) is not offered",
-        "ordering": "order is kept per key (one unsettled message per key and group); "
-        "messages with different keys, or without a key, are processed in parallel",
+        "ordering": "order is kept per key (a key's unsettled messages are in flight at "
+        "one consumer at a time); different keys, and keyless messages, go in parallel",
         "ttl": "messages do not expire individually; use topic retention instead",
         "priority": "the log is delivered in publish order; there are no priorities",
         "transactions": "publish_many is one atomic SQLite transaction, but there is no "
