@@ -351,3 +351,15 @@ async def test_subscribe_retries_with_delayed_naks_then_dead_letters(
     assert dead.message.id == sent.message_id
     assert dead.attempts == 3
     assert attempts == [1, 2, 3]
+
+
+@pytest.mark.parametrize("mode", ["jetstream", "core"])
+async def test_a_max_message_size_above_the_servers_max_payload_still_gets_the_typed_error(
+    topic: str, mode: str
+) -> None:
+    async with unibus.connect(NATS_URL, mode=mode, max_message_size=8 << 20) as bus:
+        big = unibus.Message(body=b"x" * (2 << 20))
+        with pytest.raises(unibus.MessageTooLargeError, match="max_payload"):
+            await bus.publish(topic, big)
+        with pytest.raises(unibus.MessageTooLargeError, match="max_payload"):
+            await bus.publish_many(topic, [big])

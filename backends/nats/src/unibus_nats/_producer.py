@@ -7,13 +7,20 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
+import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 
-from unibus.base import check_size
+from unibus.base import check_size, encoded_size
 from unibus.capabilities import Capabilities
-from unibus.errors import CapabilityError, ClosedError, OperationTimeoutError, PublishError
+from unibus.errors import (
+    CapabilityError,
+    ClosedError,
+    MessageTooLargeError,
+    OperationTimeoutError,
+    PublishError,
+)
 from unibus.message import Message, Receipt
 from unibus_nats import _names
 from unibus_nats._errors import boundary
@@ -66,6 +73,8 @@ class JetStreamProducer(_Producer):
                         subject, message.body, timeout=self.options.publish_timeout,
                         stream=stream, headers=to_nats(message, msg_id=msg_id),
                     )
+                except nats.errors.MaxPayloadError:
+                    raise _too_large(message, self.js) from None
                 except nats.js.errors.NoStreamResponseError:
                     if attempt == 2:
                         raise
@@ -100,8 +109,11 @@ class JetStreamProducer(_Producer):
             with boundary("publish", f"publishing {len(messages)} messages to {topic!r}"):
                 async with asyncio.timeout(timeout):  # one deadline, not a task per message
                     for message in messages:
-                        futures.append(await self.js.publish_async(
-                            subject, message.body, stream=stream, headers=to_nats(message)))
+                        try:
+                            futures.append(await self.js.publish_async(
+                                subject, message.body, stream=stream, headers=to_nats(message)))
+                        except nats.errors.MaxPayloadError:
+                            raise _too_large(message, self.js) from None
                 done, pending = await asyncio.wait(futures, timeout=timeout)
         except BaseException:
             for future in futures:
@@ -158,12 +170,23 @@ class CoreProducer(_Producer):
         subject = _names.subject(topic)
         with boundary("publish", f"publishing to {topic!r}"):
             for message in messages:
-                await self.nc.publish(subject, message.body, headers=to_nats(message))
+                try:
+                    await self.nc.publish(subject, message.body, headers=to_nats(message))
+                except nats.errors.MaxPayloadError:
+                    raise MessageTooLargeError(
+                        encoded_size(message), self.nc.max_payload, "nats (server max_payload)"
+                    ) from None
             await self.nc.flush(timeout=max(1, int(self.options.publish_timeout)))
         return [Receipt(topic=topic, message_id=m.id) for m in messages]
 
     async def close(self) -> None:
         self._closed = True
+
+
+def _too_large(message: Message, js: JetStreamContext) -> MessageTooLargeError:
+    """The server's max_payload is below the max_message_size option."""
+    limit = js._nc.max_payload
+    return MessageTooLargeError(encoded_size(message), limit, "nats (server max_payload)")
 
 
 def _receipt(topic: str, message: Message, ack: api.PubAck) -> Receipt:
