@@ -28,12 +28,18 @@ async def main(url: str, topic: str, group: str, store_path: str, options: str) 
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
 
     fixed = os.environ.get("UNIBUS_FAULT_FIXED") == "1"
+    lock = asyncio.Lock()  # one connection: its transactions must not interleave
 
     async def handler(message: unibus.Message) -> None:
         if message.headers.get("poison") == "1" and not fixed:
             raise ValueError("poison order")
-        await effects.execute("INSERT INTO effects(id, poison) VALUES (?, ?)",
-                              (message.id, int(message.headers.get("poison", "0"))))
+        # The side effect and the processed marker commit in one transaction.
+        async with lock:
+            await effects.execute("BEGIN IMMEDIATE")
+            await effects.execute("INSERT INTO effects(id, poison) VALUES (?, ?)",
+                                  (message.id, int(message.headers.get("poison", "0"))))
+            await SQLiteStore.mark_done(effects, SQLiteStore.key(group, message.id))
+            await effects.execute("COMMIT")
 
     policy = RetryPolicy(max_attempts=3, backoff=FixedBackoff((0.2,)),
                          permanent=(KeyError,))  # poison fails as a transient error: 3 tries

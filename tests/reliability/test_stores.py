@@ -45,3 +45,24 @@ async def test_sqlite_store_survives_a_restart(tmp_path: Path) -> None:
         assert (await reopened.record_failure("order-2")).count == 2
     finally:
         await reopened.close()
+
+
+async def test_marker_written_in_the_applications_transaction(tmp_path: Path) -> None:
+    import aiosqlite
+
+    store = await SQLiteStore.open(tmp_path / "app.db")
+    key = SQLiteStore.key("billing", "m-1")
+    async with aiosqlite.connect(tmp_path / "app.db", isolation_level=None) as app:
+        await app.execute("CREATE TABLE charges (id TEXT)")
+        await app.execute("BEGIN")
+        await app.execute("INSERT INTO charges VALUES ('m-1')")
+        await SQLiteStore.mark_done(app, key)
+        await app.execute("ROLLBACK")
+        assert await store.claim(key, 30) == "new", "a rolled-back change leaves no marker"
+        await store.release(key)
+        await app.execute("BEGIN")
+        await app.execute("INSERT INTO charges VALUES ('m-1')")
+        await SQLiteStore.mark_done(app, key)
+        await app.execute("COMMIT")
+    assert await store.claim(key, 30) == "done"
+    await store.close()

@@ -39,6 +39,23 @@ class SQLiteStore:
         await db.executescript(_SCHEMA)
         return cls(db, retention)
 
+    @staticmethod
+    def key(group: str | None, message_id: str) -> str:
+        """The key the handler runner claims for a message of ``group``."""
+        return f"{group or ''}:{message_id}"
+
+    @staticmethod
+    async def mark_done(conn: aiosqlite.Connection, key: str,
+                        retention: float = 86400.0) -> None:
+        """Record ``key`` as processed on the application's own connection to the store's
+        database, inside the transaction that makes the handler's change: the change and
+        the marker commit together, so a crash can never leave one without the other and
+        a redelivery is recognised as done (effectively-once processing)."""
+        await conn.execute(_SCHEMA.split(";")[0])
+        await conn.execute(
+            "INSERT OR REPLACE INTO unibus_processed(key, state, until) VALUES (?, 'done', ?)",
+            (key, time.time() + retention))
+
     async def claim(self, key: str, lease: float) -> ClaimResult:
         async with self._lock:
             return await self._claim(key, lease)
