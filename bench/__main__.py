@@ -1,4 +1,5 @@
-"""python -m bench [--broker NAME ...] [--quick] [--messages N] [--size B] [--runs R]"""
+"""python -m bench [--broker NAME ...] [--quick] [--messages N] [--rss-messages N] [--size B]
+[--runs R]"""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from bench import harness
+from bench import harness, rss
 from bench.impls.base import Impl
 from bench.impls.unibus_impl import UnibusImpl
 
@@ -34,10 +35,14 @@ async def bench_broker(broker: str, args: argparse.Namespace) -> None:
             print(f"{broker}: {args.messages:,} x {args.size} B, {args.runs} runs", flush=True)
             series = await harness.throughput(impls, args.runs, args.messages, payload)
             lat = await harness.latency(impls[:2], args.rate, args.seconds, payload)
+            memory: dict[str, float] = {}
+            if args.rss_messages > 0 and isinstance(impls[0], UnibusImpl):
+                print(f"  consumer RSS over {args.rss_messages:,} messages", flush=True)
+                memory = await rss.measure(impls[0], args.rss_messages, payload)
         finally:
             for impl in impls:
                 await impl.teardown()
-    text = harness.report(broker, series, lat, {}, count=args.messages, size=args.size,
+    text = harness.report(broker, series, lat, memory, count=args.messages, size=args.size,
                           runs=args.runs)
     path = harness.write(broker if not args.quick else f"{broker}-quick", text)
     print(text)
@@ -47,15 +52,22 @@ async def bench_broker(broker: str, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--broker", nargs="*", default=["sqlite"], choices=[*BROKERS, "all"])
-    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--messages", type=int, default=None,
+                        help="messages per run (100,000; 5,000 with --quick)")
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rss-messages", type=int, default=None,
+                        help="consumer RSS run (1,000,000; 20,000 with --quick; 0 skips)")
     parser.add_argument("--quick", action="store_true", help="CI smoke: small and fast")
     args = parser.parse_args()
     if args.quick:
-        args.messages, args.runs, args.seconds = 5_000, 2, 2.0
+        args.runs, args.seconds = 2, 2.0
+    if args.messages is None:
+        args.messages = 5_000 if args.quick else 100_000
+    if args.rss_messages is None:
+        args.rss_messages = 20_000 if args.quick else 1_000_000
     brokers = BROKERS if "all" in args.broker else args.broker
     for broker in brokers:
         asyncio.run(bench_broker(broker, args))

@@ -118,8 +118,11 @@ def report(broker: str, series: list[Series], lat: dict[str, list[float]],
                          f"{percentile(samples, 99) * 1e3:.2f} | {samples[-1] * 1e3:.2f} | "
                          f"{len(samples)} |")
     if rss:
-        lines += ["", "Consumer memory:", ""]
-        lines += [f"- {k}: {v:.1f} MiB" for k, v in rss.items()]
+        lines += ["", "Consumer memory:", "",
+                  f"- unibus consumer (child process, prefetch 1,000, publisher running "
+                  f"concurrently) over {rss['messages']:,.0f} messages: RSS {rss['start']:.1f} "
+                  f"MiB after connecting, peak {rss['peak']:.1f} MiB, growth "
+                  f"{rss['growth']:.1f} MiB"]
     return "\n".join(lines) + "\n"
 
 

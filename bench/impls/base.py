@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import abc
+import asyncio
+import struct
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 class Impl(abc.ABC):
@@ -33,3 +37,29 @@ class Impl(abc.ABC):
 
 def now() -> float:
     return time.perf_counter()
+
+
+def stamp(payload: bytes) -> bytes:
+    """The payload with its first 8 bytes replaced by the send time."""
+    return struct.pack(">d", now()) + payload[8:]
+
+
+def stamped(body: bytes) -> float:
+    """The send time written by :func:`stamp`."""
+    return float(struct.unpack(">d", body[:8])[0])
+
+
+async def paced(send: Callable[[bytes], Awaitable[Any]], rate: int, total: int,
+                payload: bytes) -> None:
+    """Send ``total`` stamped messages at ``rate`` per second, each in its own task so that
+    a slow acknowledgement does not hold back the schedule; return when all are acked."""
+    tasks: set[asyncio.Task[Any]] = set()
+    start = now()
+    for i in range(total):
+        delay = start + i / rate - now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(send(stamp(payload)))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await asyncio.gather(*tasks)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import struct
+import contextlib
 from typing import Any
 
 import unibus
-from bench.impls.base import Impl, now
+from bench.impls.base import Impl, now, paced, stamped
 
 BATCH = 1000
 
@@ -19,17 +19,22 @@ class UnibusImpl(Impl):
         self.url = url
         self.options = options
         self.bus: unibus.Bus | None = None
+        self.topics: list[str] = []
 
     async def setup(self) -> None:
         self.bus = await unibus.connect(self.url, **self.options)
 
     async def teardown(self) -> None:
         assert self.bus is not None
+        for topic in self.topics:
+            with contextlib.suppress(Exception):
+                await self.bus.delete_topic(topic)
         await self.bus.close()
 
     async def prepare(self, topic: str, group: str) -> None:
         assert self.bus is not None
         await self.bus.provision(topic, groups=(group,))
+        self.topics.append(topic)
 
     async def publish(self, topic: str, count: int, payload: bytes) -> None:
         assert self.bus is not None
@@ -53,30 +58,20 @@ class UnibusImpl(Impl):
     async def latency(self, topic: str, rate: int, seconds: float,
                       payload: bytes) -> list[float]:
         assert self.bus is not None
-        consumer = await self.bus.consumer(topic, group="latency")
+        consumer = await self.bus.consumer(topic, group="bench", prefetch=1000)
         total = int(rate * seconds)
         samples: list[float] = []
 
         async def receive() -> None:
             while len(samples) < total:
                 for delivery in await consumer.receive_batch(1000, timeout=30):
-                    sent = struct.unpack(">d", delivery.message.body[:8])[0]
-                    samples.append(now() - sent)
+                    samples.append(now() - stamped(delivery.message.body))
                     await delivery.ack()
 
         receiver = asyncio.create_task(receive())
         producer = self.bus.producer
-        sends: set[asyncio.Task[Any]] = set()
-        start = now()
-        for i in range(total):
-            delay = start + i / rate - now()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            body = struct.pack(">d", now()) + payload[8:]
-            task = asyncio.create_task(producer.publish(topic, unibus.Message(body=body)))
-            sends.add(task)
-            task.add_done_callback(sends.discard)
-        await asyncio.gather(*sends)
+        await paced(lambda body: producer.publish(topic, unibus.Message(body=body)),
+                    rate, total, payload)
         await asyncio.wait_for(receiver, 60)
         await consumer.close()
         return samples

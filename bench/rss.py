@@ -1,0 +1,81 @@
+"""Peak RSS of a unibus consumer in a child process while the parent publishes into it.
+
+The child connects, opens a consumer (prefetch 1,000), reports its RSS, then receives and acks
+``count`` messages while a sampler thread records its RSS; the parent publishes the same
+``count`` concurrently, so the consumer runs under backpressure with the queue kept short.
+
+    python -m bench.rss URL TOPIC COUNT [OPTIONS_JSON]   (the child; run by :func:`measure`)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import threading
+from typing import Any
+
+import psutil
+
+import unibus
+from bench.impls.unibus_impl import UnibusImpl
+
+MiB = 2**20
+
+
+async def measure(impl: UnibusImpl, count: int, payload: bytes) -> dict[str, float]:
+    """Run the child against ``impl``'s broker and return its RSS figures in MiB."""
+    topic = f"rss-{__import__('uuid').uuid4().hex[:8]}"
+    await impl.prepare(topic, "bench")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.rss", impl.url, topic, str(count),
+        json.dumps(impl.options), stdout=asyncio.subprocess.PIPE)
+    assert child.stdout is not None
+    ready = await asyncio.wait_for(child.stdout.readline(), 120)
+    if not ready.startswith(b"ready"):
+        raise RuntimeError(f"RSS child did not start: {ready!r}")
+    await impl.publish(topic, count, payload)
+    out, _ = await asyncio.wait_for(child.communicate(), 1800)
+    if child.returncode != 0:
+        raise RuntimeError(f"RSS child failed with {child.returncode}")
+    figures: dict[str, float] = json.loads(out.decode().strip().splitlines()[-1])
+    return figures
+
+
+async def consume(url: str, topic: str, count: int, options: dict[str, Any]) -> None:
+    me = psutil.Process()
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.wait(0.02):
+            peak = max(peak, me.memory_info().rss)
+
+    async with unibus.connect(url, **options) as bus:
+        consumer = await bus.consumer(topic, group="bench", prefetch=1000)
+        start = me.memory_info().rss
+        peak = start
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        print("ready", flush=True)
+        got = 0
+        while got < count:
+            for delivery in await consumer.receive_batch(1000, timeout=60):
+                await delivery.ack()
+                got += 1
+        await consumer.close()
+        stop.set()
+        sampler.join()
+    peak = max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    print(json.dumps({
+        "messages": count, "start": start / MiB, "peak": peak / MiB,
+        "growth": (peak - start) / MiB,
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    url, topic, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    opts = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+    asyncio.run(consume(url, topic, count, opts))
