@@ -277,6 +277,8 @@ async def test_bad_topic_and_seek_arguments_are_config_errors(
     consumer = await bus.consumer(topic, group="g")
     with pytest.raises(unibus.ConfigError):
         await consumer.seek(unibus.Position(topic="elsewhere", offset=1))
+    with pytest.raises(unibus.ConfigError):
+        await bus.consumer(topic, group="h", start=unibus.Position(topic="elsewhere", offset=1))
 
 
 async def test_unreachable_server_is_a_connection_error() -> None:

@@ -104,6 +104,8 @@ class JetStreamConsumer(BaseConsumer):
         """Create (or join) the consumers; afterwards every new message reaches us."""
         for topic in self.topics:
             _names.subject(topic)
+        if isinstance(start, Position) and start.topic not in self.topics:
+            raise ConfigError(f"start {start!r} is not in the topics {self.topics}")
         try:
             for topic in self.topics:
                 if self.group is not None:
