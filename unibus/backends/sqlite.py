@@ -32,4 +32,5 @@ class SQLiteBackend(EmbeddedBackend):
         path = os.path.abspath(os.path.expanduser(path))
         if not os.path.isdir(os.path.dirname(path)):
             raise ConfigError(f"the directory of the database {path!r} does not exist")
-        return f"sqlite:{os.path.realpath(path)}", path
+        # Per process: a forked child must open its own connection and thread.
+        return f"sqlite:{os.getpid()}:{os.path.realpath(path)}", path

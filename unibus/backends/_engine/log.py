@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from unibus.backends._engine.schema import transaction
 from unibus.errors import TopicNotFoundError
 
-__all__ = ["Row", "append", "append_in", "delete_topic", "ensure_topic", "prune",
-           "topic_max_attempts", "upsert_topic"]
+__all__ = ["Batch", "Row", "append", "append_batches", "append_in", "delete_topic",
+           "ensure_topic", "prune", "topic_max_attempts", "upsert_topic"]
 
 #: A message to append: key, id, wire headers (JSON), body.
 Row = tuple[str | None, str, str, bytes]
@@ -45,6 +45,30 @@ def append(
     with transaction(conn):
         return append_in(conn, topic, rows, now=now, deliver_at=deliver_at,
                          auto_create=auto_create, dedup_window=dedup_window)
+
+
+#: One publish call waiting for a group commit: topic, rows, deliver-after time.
+Batch = tuple[str, Sequence[Row], float | None]
+
+
+def append_batches(
+    conn: sqlite3.Connection, batches: Sequence[Batch], *, now: float, auto_create: bool,
+    dedup_window: float,
+) -> list[list[tuple[int, bool]] | TopicNotFoundError]:
+    """Several publish calls in one transaction (a group commit); a call refused for an
+    unknown topic is rolled back alone and gets its error in place of its receipts."""
+    out: list[list[tuple[int, bool]] | TopicNotFoundError] = []
+    with transaction(conn):
+        for topic, rows, deliver_at in batches:
+            conn.execute("SAVEPOINT publish")
+            try:
+                out.append(append_in(conn, topic, rows, now=now, deliver_at=deliver_at,
+                                     auto_create=auto_create, dedup_window=dedup_window))
+            except TopicNotFoundError as exc:
+                conn.execute("ROLLBACK TO publish")
+                out.append(exc)
+            conn.execute("RELEASE publish")
+    return out
 
 
 def append_in(

@@ -1,7 +1,9 @@
-"""Publishing: one transaction per call, woken consumers of this process."""
+"""Publishing: concurrent calls share one transaction (group commit); consumers of this
+process are woken at once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -15,16 +17,21 @@ from unibus.message import Message, Receipt
 
 __all__ = ["EmbeddedProducer"]
 
+_Placed = list[tuple[int, bool]]
+
 
 class EmbeddedProducer:
-    """Appends to the log. Each call is one transaction, so ``publish_many`` is atomic;
-    when it returns the messages are committed (see the ``synchronous`` option)."""
+    """Appends to the log. A call returns once its messages are committed (see the
+    ``synchronous`` option); ``publish_many`` is atomic. Calls made while a commit is under
+    way are committed together in the next transaction."""
 
     def __init__(self, store: Store, options: EmbeddedOptions, backend: str) -> None:
         self._store = store
         self._options = options
         self._backend = backend
         self._closed = False
+        self._pending: list[tuple[log.Batch, asyncio.Future[_Placed]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     async def publish(self, topic: str, message: Message, *,
                       delay: float | None = None) -> Receipt:
@@ -45,17 +52,40 @@ class EmbeddedProducer:
         rows = [(m.key, m.id, json.dumps(m.wire_headers(), separators=(",", ":")), m.body)
                 for m in messages]
         now = time.time()
-        placed = await self._store.call(
-            PublishError, log.append, topic, rows, now=now,
-            deliver_at=None if not delay else now + delay,
-            auto_create=self._options.auto_create, dedup_window=self._options.dedup_window,
-        )
+        loop = asyncio.get_running_loop()
+        placed: asyncio.Future[_Placed] = loop.create_future()
+        self._pending.append(((topic, rows, now + delay if delay else None), placed))
+        if self._committer is None or self._committer.done():
+            self._committer = loop.create_task(self._commit())
+        result = await placed
         self._store.notify(topic)
         await self._maybe_prune(now)
         return [
             Receipt(topic=topic, message_id=m.id, partition=0, offset=seq, duplicate=dup)
-            for m, (seq, dup) in zip(messages, placed, strict=True)
+            for m, (seq, dup) in zip(messages, result, strict=True)
         ]
+
+    async def _commit(self) -> None:
+        while self._pending:
+            waiting, self._pending = self._pending, []
+            try:
+                results = await self._store.call(
+                    PublishError, log.append_batches, [batch for batch, _ in waiting],
+                    now=time.time(), auto_create=self._options.auto_create,
+                    dedup_window=self._options.dedup_window,
+                )
+            except Exception as exc:
+                for _, placed in waiting:
+                    if not placed.done():
+                        placed.set_exception(exc)
+                continue
+            for (_, placed), result in zip(waiting, results, strict=True):
+                if placed.done():
+                    continue  # the caller was cancelled; its messages are published anyway
+                if isinstance(result, Exception):
+                    placed.set_exception(result)
+                else:
+                    placed.set_result(result)
 
     async def _maybe_prune(self, now: float) -> None:
         store = self._store
@@ -66,4 +96,8 @@ class EmbeddedProducer:
                          self._options.lease_timeout * 10)
 
     async def close(self) -> None:
+        """Wait for the commit under way; later calls raise ClosedError."""
         self._closed = True
+        committer = self._committer
+        if committer is not None and not committer.done():
+            await asyncio.shield(committer)
