@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-unt
 
 from unibus import deadletter
 from unibus.base import BaseConsumer, BaseDelivery
-from unibus.errors import CapabilityError, ConfigError, OperationTimeoutError
+from unibus.errors import CapabilityError, ConfigError, OperationTimeoutError, UnibusError
 from unibus.positions import Position
 from unibus.protocols import StartAt
 from unibus_kafka import _errors
@@ -458,7 +458,7 @@ class KafkaConsumer(BaseConsumer):
             RETRY_PARTITION: str(position.partition if position else 0),
             RETRY_OFFSET: str(position.offset if position else 0),
         })
-        await self._send(target, message, headers, "nack")
+        await self._send(delivery, target, message, headers, "nack")
         self._settled(delivery)
 
     async def _redeliver_later(self, delivery: BaseDelivery, delay: float) -> None:
@@ -477,16 +477,26 @@ class KafkaConsumer(BaseConsumer):
         ))
         target = dlq_topic(delivery.topic)
         await self._backend.topology.require([target], partitions=1)
-        await self._send(target, message, message.wire_headers(), "dead_letter")
+        await self._send(delivery, target, message, message.wire_headers(), "dead_letter")
         log.error("dlq_send topic=%s dlq=%s id=%s reason=%s", delivery.topic, target,
                   message.id, reason)
         self._settled(delivery)
 
-    async def _send(self, topic: str, message: Any, headers: dict[str, str], what: str) -> None:
+    async def _send(self, delivery: BaseDelivery, topic: str, message: Any,
+                    headers: dict[str, str], what: str) -> None:
+        """Write a retry or dead-letter record; if that fails, the offset stays pending and
+        the message is delivered again here (SettlementError: 'will be redelivered')."""
         producer = self._backend.internal_producer()
-        with _errors.settling(f"{what} of {message.id}"):
-            future = await producer.send(topic, message, headers=headers)
-            await future
+        try:
+            with _errors.settling(f"{what} of {message.id}"):
+                future = await producer.send(topic, message, headers=headers)
+                await future
+        except UnibusError:
+            again = BaseDelivery(self, delivery.message, topic=delivery.topic,
+                                 attempt=delivery.attempt + 1, position=delivery.position,
+                                 raw=delivery.raw)
+            self._spawn(self._redeliver_later(again, 1.0))
+            raise
 
     # -- seeking and closing ------------------------------------------------------------------
 
