@@ -4,7 +4,7 @@ The child connects, opens a consumer (prefetch 1,000), reports its RSS, then rec
 ``count`` messages while a sampler thread records its RSS; the parent publishes the same
 ``count`` concurrently, so the consumer runs under backpressure with the queue kept short.
 
-    python -m bench.rss URL TOPIC COUNT [OPTIONS_JSON]   (the child; run by :func:`measure`)
+The child, run by :func:`measure`: python -m bench.rss URL TOPIC COUNT [[OPTIONS, CONSUMER]]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ async def measure(impl: UnibusImpl, count: int, payload: bytes) -> dict[str, flo
     await impl.prepare(topic, "bench")
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.rss", impl.url, topic, str(count),
-        json.dumps(impl.options), stdout=asyncio.subprocess.PIPE)
+        json.dumps([impl.options, impl.consumer_options]), stdout=asyncio.subprocess.PIPE)
     assert child.stdout is not None
     ready = await asyncio.wait_for(child.stdout.readline(), 120)
     if not ready.startswith(b"ready"):
@@ -43,7 +43,8 @@ async def measure(impl: UnibusImpl, count: int, payload: bytes) -> dict[str, flo
     return figures
 
 
-async def consume(url: str, topic: str, count: int, options: dict[str, Any]) -> None:
+async def consume(url: str, topic: str, count: int, options: dict[str, Any],
+                  consumer_options: dict[str, Any]) -> None:
     me = psutil.Process()
     peak = 0
     stop = threading.Event()
@@ -54,7 +55,7 @@ async def consume(url: str, topic: str, count: int, options: dict[str, Any]) -> 
             peak = max(peak, me.memory_info().rss)
 
     async with unibus.connect(url, **options) as bus:
-        consumer = await bus.consumer(topic, group="bench", prefetch=1000)
+        consumer = await bus.consumer(topic, group="bench", prefetch=1000, **consumer_options)
         start = me.memory_info().rss
         peak = start
         sampler = threading.Thread(target=sample, daemon=True)
@@ -77,5 +78,5 @@ async def consume(url: str, topic: str, count: int, options: dict[str, Any]) -> 
 
 if __name__ == "__main__":
     url, topic, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    opts = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
-    asyncio.run(consume(url, topic, count, opts))
+    options, consumer_options = json.loads(sys.argv[4]) if len(sys.argv) > 4 else ({}, {})
+    asyncio.run(consume(url, topic, count, options, consumer_options))

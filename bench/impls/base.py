@@ -53,13 +53,13 @@ async def paced(send: Callable[[bytes], Awaitable[Any]], rate: int, total: int,
                 payload: bytes) -> None:
     """Send ``total`` stamped messages at ``rate`` per second, each in its own task so that
     a slow acknowledgement does not hold back the schedule; return when all are acked."""
-    tasks: set[asyncio.Task[Any]] = set()
+    tasks: set[asyncio.Future[Any]] = set()
     start = now()
     for i in range(total):
         delay = start + i / rate - now()
         if delay > 0:
             await asyncio.sleep(delay)
-        task = asyncio.create_task(send(stamp(payload)))
+        task = asyncio.ensure_future(send(stamp(payload)))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     await asyncio.gather(*tasks)

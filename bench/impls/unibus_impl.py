@@ -15,9 +15,12 @@ BATCH = 1000
 class UnibusImpl(Impl):
     name = "unibus"
 
-    def __init__(self, url: str, **options: Any) -> None:
+    def __init__(self, url: str, consumer_options: dict[str, Any] | None = None,
+                 **options: Any) -> None:
         self.url = url
         self.options = options
+        # e.g. Kafka's start="earliest": the bench consumer joins after the messages were sent
+        self.consumer_options = consumer_options or {}
         self.bus: unibus.Bus | None = None
         self.topics: list[str] = []
 
@@ -46,7 +49,8 @@ class UnibusImpl(Impl):
 
     async def consume(self, topic: str, count: int, group: str = "bench") -> None:
         assert self.bus is not None
-        consumer = await self.bus.consumer(topic, group=group, prefetch=1000)
+        consumer = await self.bus.consumer(topic, group=group, prefetch=1000,
+                                           **self.consumer_options)
         got = 0
         while got < count:
             batch = await consumer.receive_batch(1000, timeout=30)
@@ -58,7 +62,8 @@ class UnibusImpl(Impl):
     async def latency(self, topic: str, rate: int, seconds: float,
                       payload: bytes) -> list[float]:
         assert self.bus is not None
-        consumer = await self.bus.consumer(topic, group="bench", prefetch=1000)
+        consumer = await self.bus.consumer(topic, group="bench", prefetch=1000,
+                                           **self.consumer_options)
         total = int(rate * seconds)
         samples: list[float] = []
 

@@ -1,0 +1,101 @@
+"""SQS on ElasticMQ: aioboto3 against unibus, standard queues, SendMessageBatch of 10,
+ReceiveMessage of 10 and DeleteMessageBatch, the same concurrency on both sides."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aioboto3  # type: ignore[import-untyped]
+
+from bench.impls.base import Impl, now, paced, stamped
+from bench.impls.unibus_impl import UnibusImpl
+
+ENDPOINT = "http://127.0.0.1:9324"
+URL = f"sqs://us-east-1?endpoint_url={ENDPOINT}"
+SENDERS = 16  # SendMessageBatch calls in flight
+RECEIVERS = 4  # ReceiveMessage calls in flight, unibus's receive_concurrency
+
+
+def implementations() -> list[Impl]:
+    return [UnibusImpl(URL, receive_concurrency=RECEIVERS, wait_time=1), RawAioboto3()]
+
+
+class RawAioboto3(Impl):
+    """aioboto3 as the SQS docs recommend for throughput: batches of 10 sent concurrently;
+    long-polling receivers of 10, each batch deleted with one DeleteMessageBatch."""
+
+    name = "aioboto3"
+
+    async def setup(self) -> None:
+        session = aioboto3.Session(aws_access_key_id="x", aws_secret_access_key="x",
+                                   region_name="us-east-1")
+        self.context = session.client("sqs", endpoint_url=ENDPOINT)
+        self.sqs = await self.context.__aenter__()
+        self.urls: dict[str, str] = {}
+
+    async def teardown(self) -> None:
+        for url in self.urls.values():
+            await self.sqs.delete_queue(QueueUrl=url)
+        await self.context.__aexit__(None, None, None)
+
+    async def prepare(self, topic: str, group: str) -> None:
+        reply = await self.sqs.create_queue(QueueName=f"raw-{topic}-{group}")
+        self.urls[topic] = reply["QueueUrl"]
+
+    async def publish(self, topic: str, count: int, payload: bytes) -> None:
+        url = self.urls[topic]
+        body = payload.decode()
+        gate = asyncio.Semaphore(SENDERS)
+
+        async def send(first: int) -> None:
+            async with gate:
+                entries = [{"Id": str(n), "MessageBody": body}
+                           for n in range(min(10, count - first))]
+                reply = await self.sqs.send_message_batch(QueueUrl=url, Entries=entries)
+                if reply.get("Failed"):
+                    raise RuntimeError(f"send failed: {reply['Failed'][:1]}")
+
+        await asyncio.gather(*(send(i) for i in range(0, count, 10)))
+
+    async def receive(self, url: str, enough: Any, each: Any = None) -> None:
+        while not enough():
+            reply = await self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                                   WaitTimeSeconds=1)
+            messages = reply.get("Messages", [])
+            if messages:
+                if each is not None:
+                    for message in messages:
+                        each(message)
+                await self.sqs.delete_message_batch(QueueUrl=url, Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                    for n, m in enumerate(messages)])
+                self.got += len(messages)
+
+    async def consume(self, topic: str, count: int) -> None:
+        self.got = 0
+        url = self.urls[topic]
+        await asyncio.gather(*(self.receive(url, lambda: self.got >= count)
+                               for _ in range(RECEIVERS)))
+
+    async def latency(self, topic: str, rate: int, seconds: float,
+                      payload: bytes) -> list[float]:
+        self.got = 0
+        url = self.urls[topic]
+        total = int(rate * seconds)
+        samples: list[float] = []
+
+        def sample(message: dict[str, Any]) -> None:
+            samples.append(now() - float(message["Body"].split("|", 1)[0]))
+
+        receivers = asyncio.gather(*(self.receive(url, lambda: self.got >= total, sample)
+                                     for _ in range(RECEIVERS)))
+
+        async def send(body: bytes) -> None:
+            # SQS bodies are text: the send time goes in as digits, padded to the same size
+            text = f"{stamped(body)!r}|".ljust(len(body), "x")
+            await self.sqs.send_message(QueueUrl=url, MessageBody=text)
+
+        await paced(send, rate, total, payload)
+        await asyncio.wait_for(receivers, 60)
+        return samples
