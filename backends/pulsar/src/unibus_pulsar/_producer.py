@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import _pulsar  # type: ignore[import-not-found]
 import pulsar  # type: ignore[import-untyped]
 import pulsar.asyncio as pulsar_asyncio  # type: ignore[import-untyped]
 
@@ -67,17 +70,82 @@ class PulsarProducer:
         if not messages:
             return []
         producer = await self._producer(topic)
-        results = await asyncio.gather(
-            *(self._send(producer, topic, m, delay) for m in messages), return_exceptions=True
-        )
-        receipts = [r for r in results if isinstance(r, Receipt)]
-        for result in results:
-            if isinstance(result, BaseException):
-                error = result if isinstance(result, PublishError) else PublishError(
-                    f"publish to {topic} failed: {result}")
-                error.receipts = receipts  # type: ignore[attr-defined]
-                raise error from result
+        receipts: list[Receipt] = []
+        step = self._backend.options.max_pending_messages
+        for start in range(0, len(messages), step):
+            chunk = messages[start:start + step]
+            outcomes = await self._send_chunk(producer, chunk, delay)
+            for message, (result, message_id) in zip(chunk, outcomes, strict=True):
+                if result != pulsar.Result.Ok:
+                    error = PublishError(f"publish to {topic} failed: {result}")
+                    error.receipts = receipts  # type: ignore[attr-defined]
+                    raise error
+                receipts.append(self._receipt(topic, message, message_id))
         return receipts
+
+    async def _send_chunk(self, producer: pulsar_asyncio.Producer, chunk: Sequence[Message],
+                          delay: float | None) -> list[tuple[Any, Any]]:
+        """Hand every message of ``chunk`` to the client and wake the loop once, when the
+        broker acknowledged the last of them (not once per message)."""
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+        outcomes: list[tuple[Any, Any]] = [(None, None)] * len(chunk)
+        remaining = [len(chunk)]
+        lock = threading.Lock()
+
+        def wake() -> None:
+            if not finished.done():
+                finished.set_result(None)
+
+        def completion(index: int) -> Any:
+            def done(result: Any, message_id: Any) -> None:  # on a client thread
+                outcomes[index] = (result, message_id)
+                with lock:
+                    remaining[0] -= 1
+                    last = remaining[0] == 0
+                if last:
+                    with contextlib.suppress(RuntimeError):  # loop gone: nobody waits
+                        loop.call_soon_threadsafe(wake)
+            return done
+
+        inner = producer._producer
+        sent = 0
+        try:
+            for index, message in enumerate(chunk):
+                await self._window.acquire()
+                sent += 1
+                with boundary("publish", PublishError):
+                    inner.send_async(self._build(message, delay), completion(index))
+            await asyncio.shield(finished)
+        finally:
+            for _ in range(sent):
+                self._window.release()
+        return outcomes
+
+    @staticmethod
+    def _build(message: Message, delay: float | None) -> Any:
+        builder = _pulsar.MessageBuilder()
+        builder.content(message.body)
+        for name, value in message.wire_headers().items():
+            builder.property(name, value)
+        if message.key is not None:
+            builder.partition_key(message.key)
+        builder.event_timestamp(int(message.time.timestamp() * 1000))
+        if delay:
+            builder.deliver_after(timedelta(seconds=delay))
+        return builder.build()
+
+    @staticmethod
+    def _receipt(topic: str, message: Message, message_id: Any) -> Receipt:
+        partition = message_id.partition()
+        ledger, entry = message_id.ledger_id(), message_id.entry_id()
+        return Receipt(
+            topic=topic,
+            message_id=message.id,
+            partition=partition if partition >= 0 else None,
+            broker_id=f"{ledger}:{entry}:{partition}:{message_id.batch_index()}",
+            duplicate=ledger < 0 and entry < 0,
+        )
 
     async def send_raw(self, topic: str, body: bytes, properties: dict[str, str], *,
                        key: str | None, delay: float) -> None:
@@ -120,15 +188,7 @@ class PulsarProducer:
         async with self._window:
             with boundary(f"publish to {topic}", PublishError):
                 message_id = await producer.send(message.body, **kwargs)
-        partition = message_id.partition()
-        ledger, entry = message_id.ledger_id(), message_id.entry_id()
-        return Receipt(
-            topic=topic,
-            message_id=message.id,
-            partition=partition if partition >= 0 else None,
-            broker_id=f"{ledger}:{entry}:{partition}:{message_id.batch_index()}",
-            duplicate=ledger < 0 and entry < 0,
-        )
+        return self._receipt(topic, message, message_id)
 
     # -- producers per topic ------------------------------------------------------------------
 
