@@ -44,7 +44,7 @@ async def bench_broker(broker: str, args: argparse.Namespace) -> None:
                 await impl.teardown()
     text = harness.report(broker, series, lat, memory, count=args.messages, size=args.size,
                           runs=args.runs)
-    path = harness.write(broker if not args.quick else f"{broker}-quick", text)
+    path = harness.write(broker if not args.quick else f"{broker}-quick", text, args.results)
     print(text)
     print(f"written to {path}")
 
@@ -57,13 +57,18 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rate", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="latency run length (10; 2 with --quick)")
+    parser.add_argument("--results", type=Path, default=harness.RESULTS,
+                        help="directory of the markdown reports")
     parser.add_argument("--rss-messages", type=int, default=None,
                         help="consumer RSS run (1,000,000; 20,000 with --quick; 0 skips)")
     parser.add_argument("--quick", action="store_true", help="CI smoke: small and fast")
     args = parser.parse_args()
     if args.quick:
-        args.runs, args.seconds = 2, 2.0
+        args.runs = 2
+    if args.seconds is None:
+        args.seconds = 2.0 if args.quick else 10.0
     if args.messages is None:
         args.messages = 5_000 if args.quick else 100_000
     if args.rss_messages is None:

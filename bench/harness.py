@@ -126,9 +126,9 @@ def report(broker: str, series: list[Series], lat: dict[str, list[float]],
     return "\n".join(lines) + "\n"
 
 
-def write(broker: str, text: str) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{broker}.md"
+def write(broker: str, text: str, directory: Path = RESULTS) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{broker}.md"
     path.write_text(text)
     return path
 
