@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiormq.abc
@@ -171,12 +171,13 @@ class RabbitMQConsumer(BaseConsumer):
     async def _nack(self, delivery: BaseDelivery, delay: float) -> None:
         raw: aiormq.abc.DeliveredMessage = delivery.raw
         queue = self._queues[delivery.topic]
-        with _errors.settling(f"nack of {delivery.message.id}"):
-            if not delay and self._counted:
+        if not delay and self._counted:
+            with _errors.settling("nack"):
                 await raw.channel.basic_nack(raw.delivery_tag or 0, requeue=True)
-                return
-            props = _wire.properties(delivery.message, attempts=delivery.attempt)
-            target = queue
+            return
+        props = _wire.properties(delivery.message, attempts=delivery.attempt)
+        target = queue
+        async with self._or_requeue(raw, "nack"):
             if delay:
                 tier, exact = tier_ms(min(delay, self._options.max_delay))
                 target = Names.retry(queue, tier)
@@ -188,7 +189,7 @@ class RabbitMQConsumer(BaseConsumer):
             except Exception:
                 self._topology.forget_ttl_queue(target)
                 raise
-            await raw.channel.basic_ack(raw.delivery_tag or 0)
+            await raw.channel.basic_ack(raw.delivery_tag or 0, wait=False)
 
     async def _dead_letter(self, delivery: BaseDelivery, reason: str) -> None:
         raw: aiormq.abc.DeliveredMessage = delivery.raw
@@ -197,12 +198,28 @@ class RabbitMQConsumer(BaseConsumer):
         message = delivery.message.with_headers(**headers)
         props = _wire.properties(message)
         props.expiration = None  # a dead letter waits for review, it does not expire
-        with _errors.settling(f"dead-lettering of {delivery.message.id}"):
+        async with self._or_requeue(raw, "dead-lettering"):
             await self._republisher.send(
                 Names.dlx(delivery.topic), Names.dlq(delivery.topic, self.group),
                 message.body, props,
             )
-            await raw.channel.basic_ack(raw.delivery_tag or 0)
+            await raw.channel.basic_ack(raw.delivery_tag or 0, wait=False)
+
+    @contextlib.asynccontextmanager
+    async def _or_requeue(
+        self, raw: aiormq.abc.DeliveredMessage, what: str
+    ) -> AsyncIterator[None]:
+        """A settlement by republishing that fails hands the original back to the broker
+        (it would otherwise stay unacknowledged on a live channel) and raises
+        SettlementError: the message is redelivered."""
+        try:
+            with _errors.settling(what):
+                yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                if not raw.channel.is_closed:
+                    await raw.channel.basic_nack(raw.delivery_tag or 0, requeue=True)
+            raise
 
     async def _release(self, deliveries: list[BaseDelivery]) -> None:
         for delivery in deliveries:

@@ -130,13 +130,15 @@ class RabbitMQDeadLetterQueue:
         if not await self._topology.queue_exists(self.queue):
             yield None, 0
             return
-        async with self._topology.channel(f"read {self.queue!r}") as channel:
+        async with self._topology.channel(f"read {self.queue!r}", bounded=False) as channel:
             ok = await channel.queue_declare(queue=self.queue, passive=True)
             yield channel, int(ok.message_count or 0)
 
     async def _next(self, channel: Any) -> aiormq.abc.DeliveredMessage | None:
         with _errors.consuming(f"read {self.queue!r}"):
-            raw: aiormq.abc.DeliveredMessage = await channel.basic_get(self.queue, no_ack=False)
+            raw: aiormq.abc.DeliveredMessage = await channel.basic_get(
+                self.queue, no_ack=False, timeout=self._topology.timeout
+            )
         if isinstance(raw.delivery, Basic.GetEmpty):
             return None
         return raw

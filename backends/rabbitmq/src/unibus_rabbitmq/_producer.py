@@ -34,7 +34,10 @@ class Publisher:
     async def _underlay(self) -> aiormq.abc.AbstractChannel:
         channel = self._channel
         if channel is not None and self._connection.connected.is_set():
-            return await channel.get_underlay_channel()  # fast path: no timeout task
+            underlay = await channel.get_underlay_channel()  # fast path: no timeout task
+            if not underlay.is_closed:
+                return underlay
+            # Reconnected, but this channel is not restored yet: wait for it below.
         if self._channel is None:
             async with self._opening:
                 if self._channel is None:
@@ -43,9 +46,8 @@ class Publisher:
                     )
                     await channel.initialize(timeout=self._options.connect_timeout)
                     self._channel = channel
-        return await asyncio.wait_for(
-            self._channel.get_underlay_channel(), self._options.publish_timeout
-        )
+        await asyncio.wait_for(self._channel.ready(), self._options.publish_timeout)
+        return await self._channel.get_underlay_channel()
 
     async def send(
         self, exchange: str, routing_key: str, body: bytes, props: Basic.Properties

@@ -107,18 +107,28 @@ class Topology:
         self.declared: dict[str, set[str]] = {}
 
     @contextlib.asynccontextmanager
-    async def channel(self, what: str) -> AsyncIterator[Any]:
-        """A plain channel for one operation (the broker closes it on a refusal)."""
+    async def channel(self, what: str, *, bounded: bool = True) -> AsyncIterator[Any]:
+        """A plain channel for one operation (the broker closes it on a refusal). A bounded
+        operation that gets no answer within 3 x connect_timeout is OperationTimeoutError
+        (a broker going down mid-call does not always close the channel at once)."""
+        limit = 3 * self._options.connect_timeout if bounded else None
         with _errors.topology(what):
-            await asyncio.wait_for(self._connection.ready(), self._options.connect_timeout)
-            channel = aio_pika.Channel(self._connection, publisher_confirms=False)
-            await channel.initialize(timeout=self._options.connect_timeout)
-            try:
-                yield await channel.get_underlay_channel()
-            finally:
-                if not channel.is_closed:
-                    with contextlib.suppress(Exception):
-                        await channel.close()
+            async with asyncio.timeout(limit):
+                await self._connection.ready()
+                channel = aio_pika.Channel(self._connection, publisher_confirms=False)
+                await channel.initialize(timeout=self._options.connect_timeout)
+                try:
+                    yield await channel.get_underlay_channel()
+                finally:
+                    if not channel.is_closed:
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(channel.close(),
+                                                   self._options.connect_timeout)
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one broker call may take before it counts as lost."""
+        return self._options.connect_timeout
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
