@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from unibus.deadletter import DeadLetter, failure_headers
+from unibus.deadletter import REPLAY_COUNT, DeadLetter, failure_headers
 from unibus.errors import TopologyError
 from unibus.message import Message
 from unibus_nats import _names
@@ -110,7 +110,7 @@ class NATSDeadLetterQueue:
                 if wait > 0:
                     await asyncio.sleep(wait)  # rate limit
             message = stored.dead.replayable()
-            count = message.headers.get("unibus-replay-count", "1")
+            count = message.headers.get(REPLAY_COUNT, "1")
             # A new dedup id: the original id is still in the stream's duplicate window.
             await self._publish(stored.dead.original_topic, message,
                                 f"{message.id}:replay:{count}:{stored.sequence}")
