@@ -243,3 +243,23 @@ async def test_unknown_topic_without_auto_create_is_refused_to_consumers() -> No
 async def test_unreachable_broker_is_a_connection_error() -> None:
     with pytest.raises(unibus.ConnectionFailedError, match=r"127\.0\.0\.1:1\b"):
         await unibus.connect("kafka://127.0.0.1:1", connect_timeout=5)
+
+
+async def test_a_message_dead_lettered_twice_is_one_dead_letter(bus: unibus.Bus) -> None:
+    topic, group = new_topic("dlqtwice"), "g-dlqtwice"
+    consumer = await bus.consumer(topic, group=group)
+    message = unibus.Message(body=b"bad")
+    await bus.publish(topic, message)
+    [first] = await receive_n(consumer, 1, ack=False)
+    await first.dead_letter("broken")
+    await consumer.seek("earliest")  # at least once: the same record comes again
+    [again] = await receive_n(consumer, 1, ack=False)
+    await again.dead_letter("broken again")
+    assert len(await kafka_support.read_topic(f"{topic}.dlq")) == 2
+    dlq = bus.dead_letter_queue(topic, group)
+    [letter] = await dlq.list()
+    assert letter.reason == "broken again"
+    assert await dlq.replay() == 1
+    [replayed] = await receive_n(consumer, 1)
+    assert replayed.message.id == message.id
+    assert await dlq.list() == []

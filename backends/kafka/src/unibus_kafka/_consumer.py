@@ -350,7 +350,8 @@ class KafkaConsumer(BaseConsumer):
 
     # -- committing ---------------------------------------------------------------------------
 
-    async def _commit(self, tps: Iterable[Any] | None = None, *, force: bool = False) -> None:
+    async def _commit(self, tps: Iterable[Any] | None = None, *, force: bool = False,
+                      timeout: float | None = None) -> None:
         """Commit the settled prefix of ``tps`` (default: every dirty partition)."""
         if self.group is None:
             return
@@ -361,7 +362,7 @@ class KafkaConsumer(BaseConsumer):
                        for tp in chosen if force or self._offsets[tp].dirty}
             if not offsets:
                 return
-            timeout = self._options.request_timeout_ms / 1000
+            timeout = timeout or self._options.request_timeout_ms / 1000
             if self.transactions is not None:
                 await asyncio.wait_for(self.transactions.commit_offsets(offsets), timeout)
             else:
@@ -527,7 +528,7 @@ class KafkaConsumer(BaseConsumer):
         try:
             for attempt in range(3):
                 try:
-                    await self._commit()
+                    await self._commit(timeout=5.0)  # a broker that is away: redelivery
                     break
                 except Exception as exc:
                     log.warning("consumer group=%s: final commit failed (%s): %s", self.group,

@@ -114,7 +114,11 @@ class KafkaDeadLetterQueue:
                 continue
             letter = DeadLetter.from_message(decode(record, headers), default_topic=self.topic)
             entry = _Entry(tp, record.offset, letter)
-            live.setdefault(letter.message.id, []).append(entry)
+            # At least once: a message dead-lettered again (its original redelivered before
+            # the commit) is one dead letter; the latest copy stands for it.
+            for older in live.get(letter.message.id, []):
+                older.offset = -1
+            live[letter.message.id] = [entry]
             order.append(entry)
         out = [e for e in order if e.offset >= 0
                and (self.group is None or e.letter.group in (None, self.group))]
