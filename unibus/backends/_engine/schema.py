@@ -94,6 +94,7 @@ def prepare(conn: sqlite3.Connection, *, durable: bool, busy_timeout: float,
         conn.execute("PRAGMA journal_mode = MEMORY")
         conn.execute("PRAGMA synchronous = OFF")
     conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: dedup ids and leases stay cached
     with transaction(conn):
         for statement in _TABLES.split(";"):
             if statement.strip():
