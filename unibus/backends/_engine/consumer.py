@@ -21,6 +21,7 @@ from unibus.errors import (
     ConsumeError,
     OperationTimeoutError,
     SettlementError,
+    UnibusError,
 )
 from unibus.message import Message
 from unibus.positions import Position
@@ -128,7 +129,7 @@ class EmbeddedConsumer(BaseConsumer):
             batch, self._acks = self._acks, []
             try:
                 await self._store.call(SettlementError, queue.ack, self._grp, batch)
-            except SettlementError:
+            except UnibusError:
                 log.warning("could not commit %d acks; the messages will be redelivered",
                             len(batch), exc_info=True)
         self._waker.event.set()
@@ -178,7 +179,7 @@ class EmbeddedConsumer(BaseConsumer):
     async def _release(self, deliveries: list[BaseDelivery]) -> None:
         await self._flush_acks()
         leases = [(d.topic, d.raw[0], d.raw[1]) for d in deliveries]
-        with contextlib.suppress(SettlementError, ConsumeError):
+        with contextlib.suppress(UnibusError):  # unreleased leases lapse after lease_timeout
             await self._store.call(SettlementError, queue.release, self._grp, self._owner,
                                    leases, time.time())
         for topic in {d.topic for d in deliveries}:
