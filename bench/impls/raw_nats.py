@@ -115,7 +115,7 @@ class FastStreamNats(Impl):
         stream = f"fs-{topic}"
         publish = self.broker.publish
         for start in range(0, count, WINDOW):
-            await asyncio.gather(*(publish(payload, stream, stream=stream)
+            await asyncio.gather(*(publish(payload, stream, stream=stream, timeout=60)
                                    for _ in range(min(WINDOW, count - start))))
 
     async def consume(self, topic: str, count: int) -> None:
