@@ -265,8 +265,13 @@ class Topology:
         now = time.monotonic()
         if now - self._ttl_queues.get(name, -math.inf) < _REFRESH:
             return
+        # Quorum with at-least-once dead-lettering: the broker moves an expired message on
+        # only once its target confirmed it, even across a restart (classic queues
+        # dead-letter at most once and drop what the target cannot take at that instant).
         args: dict[str, Any] = {
-            "x-queue-type": "classic",
+            "x-queue-type": "quorum",
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
             "x-dead-letter-exchange": to_exchange,
             "x-expires": min(_MAX_MS, tier + int(3 * _REFRESH * 1000)),
         }
