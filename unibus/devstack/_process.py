@@ -12,30 +12,24 @@ from pathlib import Path
 
 __all__ = ["alive", "port_open", "spawn", "terminate"]
 
-# Brokers started by this process, kept so they are reaped (and not reported as leaked).
-_children: dict[int, subprocess.Popen[bytes]] = {}
-
 
 def spawn(argv: Sequence[str], *, log: Path, cwd: Path, env: Mapping[str, str]) -> int:
-    """Start ``argv`` in a new session (its own process group), output to ``log``."""
+    """Start ``argv`` detached, in a new session (its own process group), output to ``log``.
+
+    The broker is started through ``sh -c 'setsid ... &'`` so it is not a child of this
+    process: it outlives the command that started it and leaves no unreaped child behind.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            list(argv), cwd=cwd, env={**os.environ, **env}, stdout=out,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-    _children[proc.pid] = proc
-    return proc.pid
+    script = 'setsid "$@" >>"$UNIBUS_DEV_LOG" 2>&1 </dev/null & echo $!'
+    result = subprocess.run(
+        ["/bin/sh", "-c", script, "sh", *argv], cwd=cwd, capture_output=True, text=True,
+        env={**os.environ, **env, "UNIBUS_DEV_LOG": str(log)}, check=True,
+    )
+    return int(result.stdout.strip())
 
 
 def alive(pid: int | None) -> bool:
     if not pid:
-        return False
-    child = _children.get(pid)
-    if child is not None:
-        if child.poll() is None:
-            return True
-        del _children[pid]
         return False
     try:
         os.kill(pid, 0)
