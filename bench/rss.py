@@ -4,7 +4,7 @@ The child connects, opens a consumer (prefetch 1,000), reports its RSS, then rec
 ``count`` messages while a sampler thread records its RSS; the parent publishes the same
 ``count`` concurrently, so the consumer runs under backpressure with the queue kept short.
 
-The child, run by :func:`measure`: python -m bench.rss URL TOPIC COUNT [[OPTIONS, CONSUMER]]
+The child, run by :func:`measure`: python -m bench.rss URL TOPIC COUNT JSON
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 
 import unibus
-from bench.impls.unibus_impl import UnibusImpl
+from bench.impls.unibus_impl import UnibusImpl, settle
 
 MiB = 2**20
 
@@ -30,7 +30,8 @@ async def measure(impl: UnibusImpl, count: int, payload: bytes) -> dict[str, flo
     await impl.prepare(topic, "bench")
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.rss", impl.url, topic, str(count),
-        json.dumps([impl.options, impl.consumer_options]), stdout=asyncio.subprocess.PIPE)
+        json.dumps([impl.options, impl.consumer_options, impl.concurrent_acks]),
+        stdout=asyncio.subprocess.PIPE)
     assert child.stdout is not None
     ready = await asyncio.wait_for(child.stdout.readline(), 120)
     if not ready.startswith(b"ready"):
@@ -44,7 +45,7 @@ async def measure(impl: UnibusImpl, count: int, payload: bytes) -> dict[str, flo
 
 
 async def consume(url: str, topic: str, count: int, options: dict[str, Any],
-                  consumer_options: dict[str, Any]) -> None:
+                  consumer_options: dict[str, Any], concurrent_acks: bool) -> None:
     me = psutil.Process()
     peak = 0
     stop = threading.Event()
@@ -63,9 +64,9 @@ async def consume(url: str, topic: str, count: int, options: dict[str, Any],
         print("ready", flush=True)
         got = 0
         while got < count:
-            for delivery in await consumer.receive_batch(1000, timeout=60):
-                await delivery.ack()
-                got += 1
+            batch = await consumer.receive_batch(1000, timeout=60)
+            await settle(batch, concurrent_acks)
+            got += len(batch)
         await consumer.close()
         stop.set()
         sampler.join()
@@ -78,5 +79,5 @@ async def consume(url: str, topic: str, count: int, options: dict[str, Any],
 
 if __name__ == "__main__":
     url, topic, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    options, consumer_options = json.loads(sys.argv[4]) if len(sys.argv) > 4 else ({}, {})
-    asyncio.run(consume(url, topic, count, options, consumer_options))
+    options, consumer_options, concurrent_acks = json.loads(sys.argv[4])
+    asyncio.run(consume(url, topic, count, options, consumer_options, concurrent_acks))

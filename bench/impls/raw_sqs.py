@@ -18,7 +18,8 @@ RECEIVERS = 4  # ReceiveMessage calls in flight, unibus's receive_concurrency
 
 
 def implementations() -> list[Impl]:
-    return [UnibusImpl(URL, receive_concurrency=RECEIVERS, wait_time=1), RawAioboto3()]
+    return [UnibusImpl(URL, concurrent_acks=True, receive_concurrency=RECEIVERS, wait_time=1),
+            RawAioboto3()]
 
 
 class RawAioboto3(Impl):

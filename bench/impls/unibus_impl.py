@@ -16,11 +16,14 @@ class UnibusImpl(Impl):
     name = "unibus"
 
     def __init__(self, url: str, consumer_options: dict[str, Any] | None = None,
-                 **options: Any) -> None:
+                 concurrent_acks: bool = False, **options: Any) -> None:
         self.url = url
         self.options = options
         # e.g. Kafka's start="earliest": the bench consumer joins after the messages were sent
         self.consumer_options = consumer_options or {}
+        # SQS: each ack waits for its DeleteMessageBatch, so acks awaited one by one go out
+        # as batches of one; awaiting a received batch's acks together lets them coalesce
+        self.concurrent_acks = concurrent_acks
         self.bus: unibus.Bus | None = None
         self.topics: list[str] = []
 
@@ -54,8 +57,7 @@ class UnibusImpl(Impl):
         got = 0
         while got < count:
             batch = await consumer.receive_batch(1000, timeout=30)
-            for delivery in batch:
-                await delivery.ack()
+            await settle(batch, self.concurrent_acks)
             got += len(batch)
         await consumer.close()
 
@@ -69,9 +71,9 @@ class UnibusImpl(Impl):
 
         async def receive() -> None:
             while len(samples) < total:
-                for delivery in await consumer.receive_batch(1000, timeout=30):
-                    samples.append(now() - stamped(delivery.message.body))
-                    await delivery.ack()
+                batch = await consumer.receive_batch(1000, timeout=30)
+                samples.extend(now() - stamped(d.message.body) for d in batch)
+                await settle(batch, self.concurrent_acks)
 
         receiver = asyncio.create_task(receive())
         producer = self.bus.producer
@@ -80,3 +82,12 @@ class UnibusImpl(Impl):
         await asyncio.wait_for(receiver, 60)
         await consumer.close()
         return samples
+
+
+async def settle(batch: list[Any], concurrent: bool) -> None:
+    """Acknowledge every delivery of ``batch``, one after the other or all together."""
+    if concurrent:
+        await asyncio.gather(*(delivery.ack() for delivery in batch))
+    else:
+        for delivery in batch:
+            await delivery.ack()
