@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bench import harness, rss
 from bench.impls.base import Impl
@@ -35,10 +36,14 @@ async def bench_broker(broker: str, args: argparse.Namespace) -> None:
             print(f"{broker}: {args.messages:,} x {args.size} B, {args.runs} runs", flush=True)
             series = await harness.throughput(impls, args.runs, args.messages, payload)
             lat = await harness.latency(impls[:2], args.rate, args.seconds, payload)
-            memory: dict[str, float] = {}
+            memory: dict[str, Any] = {}
             if args.rss_messages > 0 and isinstance(impls[0], UnibusImpl):
                 print(f"  consumer RSS over {args.rss_messages:,} messages", flush=True)
-                memory = await rss.measure(impls[0], args.rss_messages, payload)
+                try:
+                    memory = await rss.measure(impls[0], args.rss_messages, payload)
+                except Exception as exc:  # the throughput tables are still worth writing
+                    print(f"  consumer RSS run failed: {exc!r}", flush=True)
+                    memory = {"error": repr(exc)}
         finally:
             for impl in impls:
                 await impl.teardown()

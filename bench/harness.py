@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 from bench.impls.base import Impl
 
@@ -96,7 +97,7 @@ def machine() -> str:
 
 
 def report(broker: str, series: list[Series], lat: dict[str, list[float]],
-           rss: dict[str, float], *, count: int, size: int, runs: int) -> str:
+           rss: dict[str, Any], *, count: int, size: int, runs: int) -> str:
     lines = [f"# {broker}: unibus against the raw client", "",
              f"{machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
              f"{count:,} messages of {size} B per run, {runs} runs interleaved A/B/A/B; "
@@ -117,7 +118,10 @@ def report(broker: str, series: list[Series], lat: dict[str, list[float]],
             lines.append(f"| {name} | {percentile(samples, 50) * 1e3:.2f} | "
                          f"{percentile(samples, 99) * 1e3:.2f} | {samples[-1] * 1e3:.2f} | "
                          f"{len(samples)} |")
-    if rss:
+    if "error" in rss:
+        lines += ["", "Consumer memory:", "",
+                  f"- the unibus consumer RSS run failed: {rss['error']}"]
+    elif rss:
         lines += ["", "Consumer memory:", "",
                   f"- unibus consumer (child process, prefetch 1,000, publisher running "
                   f"concurrently) over {rss['messages']:,.0f} messages: RSS {rss['start']:.1f} "
