@@ -26,3 +26,9 @@ class TestPulsarKeySharedContract(TestPulsarContract):
     """Key_Shared subscriptions: competing members, order per key."""
 
     options = {**pulsar_support.OPTIONS, "subscription_type": "key_shared"}
+
+
+class TestPulsarFailoverContract(TestPulsarContract):
+    """Failover subscriptions: one active member, order kept, no delayed delivery."""
+
+    options = {**pulsar_support.OPTIONS, "subscription_type": "failover"}

@@ -11,8 +11,9 @@
   (``reconsumeLater``), a delayed nack, and an unsettled message at close, is written to the
   group's ``<topic>-<group>-RETRY`` topic (``deliver_after`` = the delay) carrying its
   attempt count, and the original is acked; each consumer also subscribes to its retry
-  topics. Failover/Exclusive subscriptions ignore ``deliver_after``: there a delayed nack
-  keeps the message unacknowledged until the delay passed, then negatively acks it.
+  topics. Failover/Exclusive subscriptions neither count redeliveries nor honour
+  ``deliver_after``: there every nack goes through the retry topic, a delayed one after
+  the message was kept unacknowledged for the delay.
 * dead_letter: written to ``<topic>-<group>-DLQ`` with the failure headers, then acked; with
   ``max_attempts`` the client's native dead-letter policy points at the same topic.
 """
@@ -255,24 +256,29 @@ class PulsarConsumer(BaseConsumer):
     async def _nack(self, delivery: BaseDelivery, delay: float) -> None:
         o = self._backend.options
         try:
-            if delay <= o.nack_redelivery_delay:
+            if not o.competing:
+                # Failover/Exclusive: the broker neither counts redeliveries nor delays them.
+                if delay > 0:
+                    self._hold(delivery, delay)
+                else:
+                    await self._retry_later(delivery, 0.0)
+            elif delay <= o.nack_redelivery_delay:
                 self._negative_ack(delivery)
-            elif o.competing:
-                await self._retry_later(delivery, delay)
             else:
-                self._hold(delivery, delay - o.nack_redelivery_delay)
+                await self._retry_later(delivery, delay)
         finally:
             self._slots.release()
 
     def _hold(self, delivery: BaseDelivery, wait: float) -> None:
-        """Keep ``delivery`` unacknowledged for ``wait`` seconds, then negatively ack it."""
+        """Keep ``delivery`` unacknowledged for ``wait`` seconds, then retry it (counted)."""
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle | None = None
 
         def fire() -> None:
             if handle is not None:
                 self._timers.pop(handle, None)
-            self._negative_ack(delivery)
+            if not self._closing:
+                self._spawn(self._retry_held(delivery))
 
         handle = loop.call_later(wait, fire)
         self._timers[handle] = delivery
@@ -339,6 +345,12 @@ class PulsarConsumer(BaseConsumer):
                 self._negative_ack(delivery)
             else:
                 await self._give_back(delivery)
+
+    async def _retry_held(self, delivery: BaseDelivery) -> None:
+        try:
+            await self._retry_later(delivery, 0.0)
+        except UnibusError as exc:  # it stays unacknowledged: redelivered at close
+            log.warning("pulsar: could not retry %s: %s", delivery.message.id, exc)
 
     async def _give_back(self, delivery: BaseDelivery) -> None:
         """At close: a closed consumer's messages come back uncounted, so an unsettled one

@@ -88,13 +88,13 @@ class Topology:
                 await self.ensure_dead_letter(spec.name, group)
 
     async def delete(self, topic: str) -> None:
-        """The topic, its subscriptions and its dead-letter topics."""
+        """The topic, its subscriptions, and its dead-letter and retry topics."""
         names = self._backend.names
         full = names.topic(topic)
         dlq_prefix = full + "-"
         for found in sorted(await self.admin.topics()):
             short = names.short(found)
-            if found.startswith(dlq_prefix) and short.endswith("-DLQ"):
+            if found.startswith(dlq_prefix) and short.endswith(("-DLQ", "-RETRY")):
                 await self.admin.delete_topic(short)
         await self.admin.delete_topic(topic)
         self._known.discard(topic)
