@@ -71,6 +71,9 @@ async def latency(impls: list[Impl], rate: int, seconds: float,
             samples = await impl.latency(topic, rate, seconds, payload)
         except NotImplementedError:
             continue
+        except Exception as exc:  # reported as a failed row; the other tables still count
+            print(f"  latency run of {impl.name} failed: {exc!r}", flush=True)
+            samples = []
         out[impl.name] = sorted(samples)
     return out
 
@@ -115,6 +118,9 @@ def report(broker: str, series: list[Series], lat: dict[str, list[float]],
                   "| implementation | p50 | p99 | max | samples |",
                   "| --- | ---: | ---: | ---: | ---: |"]
         for name, samples in lat.items():
+            if not samples:
+                lines.append(f"| {name} | failed (see the run's output) | | | 0 |")
+                continue
             lines.append(f"| {name} | {percentile(samples, 50) * 1e3:.2f} | "
                          f"{percentile(samples, 99) * 1e3:.2f} | {samples[-1] * 1e3:.2f} | "
                          f"{len(samples)} |")
