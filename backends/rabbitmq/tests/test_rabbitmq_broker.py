@@ -378,3 +378,22 @@ async def test_wrong_credentials_are_a_connection_error() -> None:
     bus = unibus.connect("amqp://guest:wrong@127.0.0.1:5672/")
     with pytest.raises(unibus.ConnectionFailedError):
         await bus.open()
+
+
+async def test_replay_sends_a_message_dead_lettered_twice_once(topic: str) -> None:
+    async with opened() as bus:
+        consumer = await bus.consumer(topic, group="g")
+        sent = unibus.Message(body=b"dead-lettered again after a lost ack")
+        await bus.publish(topic, sent)
+        await bus.publish(topic, sent)  # the broker's redelivery of it, as far as ids go
+        for _ in range(2):
+            await (await receive(consumer)).dead_letter("bad")
+        dlq = bus.dead_letter_queue(topic, "g")
+        await eventually(lambda: _has(dlq, 2), "both copies")
+        assert await dlq.replay() == 1
+        assert await dlq.list() == []
+        replayed = await receive(consumer)
+        assert replayed.message.id == sent.id
+        await replayed.ack()
+        with pytest.raises(unibus.OperationTimeoutError):
+            await consumer.receive(timeout=1.0)

@@ -73,19 +73,27 @@ class RabbitMQDeadLetterQueue:
         if rate is not None and not rate > 0:
             raise ConfigError(f"rate must be a positive number per second, got {rate!r}")
         replayed = 0
+        done: set[str] = set()
         async with self._scan() as (channel, count):
             for _ in range(count):
-                if (limit is not None and replayed >= limit) or wanted == set():
+                if (limit is not None and replayed >= limit) or (wanted == set() and not done):
                     break
                 raw = await self._next(channel)
                 if raw is None:
                     break
                 dead = self._dead_letter(raw)
+                if dead.message.id in done:
+                    # A second copy (dead-lettered again after a lost ack): the message was
+                    # just replayed, so the copy goes without a second replay.
+                    with _errors.consuming(f"remove copy of {dead.message.id}"):
+                        await channel.basic_ack(raw.delivery_tag or 0)
+                    continue
                 if wanted is not None:
                     if dead.message.id not in wanted:
                         continue
                     wanted.discard(dead.message.id)
                 await self._republish(dead)
+                done.add(dead.message.id)
                 with _errors.consuming(f"remove replayed {dead.message.id} from {self.queue}"):
                     await channel.basic_ack(raw.delivery_tag or 0)
                 replayed += 1
