@@ -48,7 +48,7 @@ async def bench_broker(broker: str, args: argparse.Namespace) -> None:
             for impl in impls:
                 await impl.teardown()
     text = harness.report(broker, series, lat, memory, count=args.messages, size=args.size,
-                          runs=args.runs)
+                          runs=args.runs, rate=args.rate, seconds=args.seconds)
     path = harness.write(broker if not args.quick else f"{broker}-quick", text, args.results)
     print(text)
     print(f"written to {path}")

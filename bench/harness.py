@@ -100,7 +100,8 @@ def machine() -> str:
 
 
 def report(broker: str, series: list[Series], lat: dict[str, list[float]],
-           rss: dict[str, Any], *, count: int, size: int, runs: int) -> str:
+           rss: dict[str, Any], *, count: int, size: int, runs: int,
+           rate: int | None = None, seconds: float | None = None) -> str:
     lines = [f"# {broker}: unibus against the raw client", "",
              f"{machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
              f"{count:,} messages of {size} B per run, {runs} runs interleaved A/B/A/B; "
@@ -114,7 +115,8 @@ def report(broker: str, series: list[Series], lat: dict[str, list[float]],
         lines.append(f"| {s.scenario} | {s.impl} | {s.median:,.0f} | {min(s.values):,.0f} | "
                      f"{max(s.values):,.0f} | {ratio} |")
     if lat:
-        lines += ["", "End-to-end latency at a fixed rate (ms):", "",
+        at = f" of {rate:,} msg/s for {seconds:g} s" if rate and seconds else ""
+        lines += ["", f"End-to-end latency at a fixed rate{at} (ms):", "",
                   "| implementation | p50 | p99 | max | samples |",
                   "| --- | ---: | ---: | ---: | ---: |"]
         for name, samples in lat.items():
