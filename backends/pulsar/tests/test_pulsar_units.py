@@ -174,3 +174,24 @@ def test_client_errors_are_mapped(raised: Exception, expected: type[Exception]) 
         raise raised
     assert str(info.value).startswith("doing it")
     assert info.value.__cause__ is raised
+
+
+async def test_lookups_are_retried_while_the_broker_comes_back() -> None:
+    from unibus_pulsar._errors import while_unavailable
+
+    calls: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise unibus.ConnectionFailedError("no available broker")
+        return "ok"
+
+    assert await while_unavailable(flaky, within=10) == "ok"
+    assert len(calls) == 3
+
+    async def down() -> str:
+        raise unibus.ConnectionFailedError("still down")
+
+    with pytest.raises(unibus.ConnectionFailedError):
+        await while_unavailable(down, within=0.3)

@@ -39,7 +39,7 @@ from unibus.message import Message
 from unibus.positions import Position
 from unibus.protocols import StartAt
 from unibus_pulsar._bridge import call
-from unibus_pulsar._errors import boundary, result_name
+from unibus_pulsar._errors import boundary, result_name, while_unavailable
 from unibus_pulsar._names import decode_position, encode_position
 
 if TYPE_CHECKING:
@@ -108,16 +108,23 @@ class PulsarConsumer(BaseConsumer):
                 await backend.topology.ensure_dead_letter(topic, self.group)
         names = backend.names
         what = f"subscribe {self.subscription} to {', '.join(self.topics)}"
-        with boundary(what, TopologyError):
-            self._retry = await backend.client.subscribe(
-                self._one_or_many([names.topic(self.retry_topic(t)) for t in self.topics]),
-                self.subscription, initial_position=pulsar.InitialPosition.Earliest,
-                **kwargs, **self._dead_letter_policy(retry=True))
-            self._pc = await backend.client.subscribe(
-                self._one_or_many([names.topic(t) for t in self.topics]), self.subscription,
-                initial_position=(pulsar.InitialPosition.Earliest if start == "earliest"
-                                  else pulsar.InitialPosition.Latest),
-                **kwargs, **self._dead_letter_policy(retry=False))
+        client = backend.client
+
+        async def subscribe(topics: list[str], **extra: Any) -> pulsar_asyncio.Consumer:
+            with boundary(what, TopologyError):
+                return await client.subscribe(self._one_or_many(topics), self.subscription,
+                                              **kwargs, **extra)
+
+        within = o.operation_timeout
+        self._retry = await while_unavailable(lambda: subscribe(
+            [names.topic(self.retry_topic(t)) for t in self.topics],
+            initial_position=pulsar.InitialPosition.Earliest,
+            **self._dead_letter_policy(retry=True)), within=within)
+        self._pc = await while_unavailable(lambda: subscribe(
+            [names.topic(t) for t in self.topics],
+            initial_position=(pulsar.InitialPosition.Earliest if start == "earliest"
+                              else pulsar.InitialPosition.Latest),
+            **self._dead_letter_policy(retry=False)), within=within)
         if isinstance(start, Position | datetime):
             await self._seek(start)
         self._spawn(self._fetch(self._pc))

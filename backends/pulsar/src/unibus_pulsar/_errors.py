@@ -7,8 +7,10 @@ both from its asyncio API and from its synchronous one, so the mapping is by res
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import _pulsar  # type: ignore[import-not-found]
 import httpx
@@ -27,7 +29,9 @@ from unibus.errors import (
     map_exceptions,
 )
 
-__all__ = ["CONNECTION_RESULTS", "boundary", "result_name"]
+__all__ = ["CONNECTION_RESULTS", "boundary", "result_name", "while_unavailable"]
+
+T = TypeVar("T")
 
 #: Results that mean "the connection is gone or not yet back": the client reconnects.
 CONNECTION_RESULTS = frozenset({
@@ -96,3 +100,20 @@ def boundary(context: str, default: type[UnibusError]) -> Iterator[None]:
         target = _BY_RESULT.get(name, default)
         raise target(f"{context}: {name} ({exc})") from exc
 
+
+
+async def while_unavailable(attempt: Callable[[], Awaitable[T]], *, within: float) -> T:
+    """Run ``attempt`` again while it fails with ConnectionFailedError (a broker that is
+    restarting answers lookups with 'no available broker' for a while), up to ``within``
+    seconds; then the last error propagates."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    delay = 0.2
+    while True:
+        try:
+            return await attempt()
+        except ConnectionFailedError:
+            if loop.time() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)  # back off while the broker comes back
+            delay = min(delay * 2, 2.0)

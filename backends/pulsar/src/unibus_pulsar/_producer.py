@@ -22,7 +22,7 @@ from unibus.errors import (
     TopicNotFoundError,
 )
 from unibus.message import Message, Receipt
-from unibus_pulsar._errors import boundary
+from unibus_pulsar._errors import boundary, while_unavailable
 
 if TYPE_CHECKING:
     from unibus_pulsar._backend import PulsarBackend
@@ -209,21 +209,24 @@ class PulsarProducer:
                     "provision it first (bus.provision)"
                 )
             o = backend.options
-            with boundary(f"create a producer for {topic}", PublishError):
-                created = await backend.client.create_producer(
-                    full,
-                    send_timeout_millis=int(o.send_timeout * 1000),
-                    compression_type=_COMPRESSION[o.compression],
-                    max_pending_messages=o.max_pending_messages,
-                    block_if_queue_full=False,
-                    batching_enabled=self._batched,
-                    batching_max_messages=o.batching_max_messages,
-                    batching_max_publish_delay_ms=max(1, int(o.batching_max_delay * 1000)),
-                    batching_type=(pulsar.BatchingType.KeyBased
-                                   if o.subscription_type == "key_shared"
-                                   else pulsar.BatchingType.Default),
-                    message_routing_mode=pulsar.PartitionsRoutingMode.RoundRobinDistribution,
-                )
+            async def create() -> pulsar_asyncio.Producer:
+                with boundary(f"create a producer for {topic}", PublishError):
+                    return await backend.client.create_producer(
+                        full,
+                        send_timeout_millis=int(o.send_timeout * 1000),
+                        compression_type=_COMPRESSION[o.compression],
+                        max_pending_messages=o.max_pending_messages,
+                        block_if_queue_full=False,
+                        batching_enabled=self._batched,
+                        batching_max_messages=o.batching_max_messages,
+                        batching_max_publish_delay_ms=max(1, int(o.batching_max_delay * 1000)),
+                        batching_type=(pulsar.BatchingType.KeyBased
+                                       if o.subscription_type == "key_shared"
+                                       else pulsar.BatchingType.Default),
+                        message_routing_mode=pulsar.PartitionsRoutingMode.RoundRobinDistribution,
+                    )
+
+            created = await while_unavailable(create, within=o.operation_timeout)
             if self._closed:
                 await self._close_one(topic, created)
                 raise ClosedError("the producer is closed")
