@@ -7,13 +7,19 @@ import time
 from typing import Any, ClassVar
 
 import pytest
-from sqs_support import ELASTICMQ_FIFO_URL, ELASTICMQ_URL, MOTO_SNS_URL, TEST_OPTIONS
+from sqs_support import (
+    ELASTICMQ_FIFO_URL,
+    ELASTICMQ_URL,
+    MOTO_SNS_URL,
+    TEST_OPTIONS,
+    DeletesTopics,
+)
 
 import unibus
 from unibus.testing import ContractSuite
 
 
-class TestSQSStandardElasticMQContract(ContractSuite):
+class TestSQSStandardElasticMQContract(DeletesTopics, ContractSuite):
     """Standard queues on ElasticMQ (no SNS): one queue per topic, one group per topic."""
 
     url = ELASTICMQ_URL
@@ -21,7 +27,7 @@ class TestSQSStandardElasticMQContract(ContractSuite):
     broker = "elasticmq"
 
 
-class TestSQSFifoElasticMQContract(ContractSuite):
+class TestSQSFifoElasticMQContract(DeletesTopics, ContractSuite):
     """FIFO queues on ElasticMQ: per-key order and deduplication by message id."""
 
     url = ELASTICMQ_FIFO_URL
@@ -29,7 +35,7 @@ class TestSQSFifoElasticMQContract(ContractSuite):
     broker = "elasticmq"
 
 
-class TestSQSSNSMotoContract(ContractSuite):
+class TestSQSSNSMotoContract(DeletesTopics, ContractSuite):
     """Standard queues with consumer groups and fan-out through SNS, on moto."""
 
     url = MOTO_SNS_URL
