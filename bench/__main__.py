@@ -46,7 +46,10 @@ async def bench_broker(broker: str, args: argparse.Namespace) -> None:
                     memory = {"error": repr(exc)}
         finally:
             for impl in impls:
-                await impl.teardown()
+                try:  # a broker restarted under the run must not cost the tables
+                    await asyncio.wait_for(impl.teardown(), 60)
+                except Exception as exc:
+                    print(f"  teardown of {impl.name} failed: {exc!r}", flush=True)
     text = harness.report(broker, series, lat, memory, count=args.messages, size=args.size,
                           runs=args.runs, rate=args.rate, seconds=args.seconds)
     path = harness.write(broker if not args.quick else f"{broker}-quick", text, args.results)
