@@ -31,7 +31,7 @@ class Publisher:
         self._channel: AbstractRobustChannel | None = None
         self._opening = asyncio.Lock()
 
-    async def _underlay(self) -> aiormq.abc.AbstractChannel:
+    async def _underlay(self, replace: bool = True) -> aiormq.abc.AbstractChannel:
         channel = self._channel
         if channel is not None and self._connection.connected.is_set():
             underlay = await channel.get_underlay_channel()  # fast path: no timeout task
@@ -46,8 +46,20 @@ class Publisher:
                     )
                     await channel.initialize(timeout=self._options.connect_timeout)
                     self._channel = channel
-        await asyncio.wait_for(self._channel.ready(), self._options.publish_timeout)
-        return await self._channel.get_underlay_channel()
+        current = self._channel
+        try:
+            await asyncio.wait_for(current.ready(), self._options.connect_timeout)
+        except TimeoutError:
+            if not (replace and self._connection.connected.is_set()):
+                raise
+            # The connection is back but this channel did not come back with it: use a
+            # new one rather than failing every publish until the next reconnect.
+            if self._channel is current:
+                self._channel = None
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(current.close(), self._options.connect_timeout)
+            return await self._underlay(replace=False)
+        return await current.get_underlay_channel()
 
     async def send(
         self, exchange: str, routing_key: str, body: bytes, props: Basic.Properties
