@@ -122,7 +122,8 @@ async def test_nothing_acknowledged_is_lost_under_faults(
     store = tmp_path / "consumer.db"
     worker_args = [url, topic, group, str(store), json.dumps(options)]
     async with unibus.connect(url, **options) as bus:
-        await bus.provision(TopicSpec(name=topic, groups=(group,), partitions=4, max_attempts=3))
+        await bus.provision(TopicSpec(name=topic, groups=(group,), partitions=target.partitions,
+                                      max_attempts=3))
         worker = Worker(worker_args, {})
         workers.append(worker)
         await worker.start()
@@ -172,15 +173,26 @@ async def test_nothing_acknowledged_is_lost_under_faults(
         await worker.stop()
         duplicates = {i: n for i, n in effects.items() if n > 1}
         assert not duplicates, f"processed more than once: {len(duplicates)}"
+        # A poison message that was being handled when its consumer was SIGKILLed comes
+        # back once more and is dead-lettered on arrival (attempt 4, no handler error).
+        crash_looped = 0
         for letter in dead.values():
-            assert letter.attempts == 3, letter
-            assert letter.message.headers[deadletter.ERROR_TYPE].endswith("ValueError")
             assert letter.original_topic == topic
+            assert letter.attempts >= 3, letter
+            if deadletter.ERROR_TYPE in letter.message.headers:
+                assert letter.attempts == 3, letter
+                assert letter.message.headers[deadletter.ERROR_TYPE].endswith("ValueError")
+            else:
+                crash_looped += 1
+        assert crash_looped <= 16, "only the consumer's in-flight messages at the kill"
 
         fixed = Worker(worker_args, {"UNIBUS_FAULT_FIXED": "1"})
         workers.append(fixed)
         await fixed.start()
-        assert await dlq.replay() == len(poison)
+        # At-least-once: a dead letter written just before a broker kill can be written
+        # twice; replay sends both copies and the idempotent consumer runs the handler once.
+        replayed = await dlq.replay()
+        assert replayed >= len(poison)
         while not poison <= set(await count_effects(store)):
             assert loop.time() < deadline + 300, "replayed poison messages not processed"
             await asyncio.sleep(0.5)  # polling the consumer's progress
@@ -191,6 +203,6 @@ async def test_nothing_acknowledged_is_lost_under_faults(
             await bus.delete_topic(topic)
     print(f"\nfaults[{target.name}] published={TOTAL} acked={len(acked)} "
           f"publish_retries={publish_retries} consumed={len(healthy)} "
-          f"dead_lettered={len(poison)} replayed={len(poison)} "
+          f"dead_lettered={len(poison)} crash_looped={crash_looped} replayed={replayed} "
           f"duplicates_suppressed={worker.stats.get('duplicates', 'n/a (killed)')} "
           f"retried={worker.stats.get('retried')} lost=0")
