@@ -179,6 +179,19 @@ class Topology:
             if code and code != ke.UnknownTopicOrPartitionError.errno:
                 raise TopologyError(f"cannot delete Kafka topic {entry[0]!r}: "
                                     f"{ke.for_code(code).__name__}")
+        await self._wait_gone(doomed)
+
+    async def _wait_gone(self, names: list[str]) -> None:
+        """Deletion is asynchronous too: a topic re-created before the controller finished
+        deleting it would vanish afterwards. Wait until no listing shows them."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.request_timeout_ms / 1000
+        while loop.time() < deadline:
+            with _errors.topology("list topics"):
+                present = set(await self.admin.list_topics())
+            if not present.intersection(names):
+                return
+            await asyncio.sleep(0.05)  # poll the controller's metadata
 
     def forget(self, topic: str) -> None:
         self._known.discard(topic)
