@@ -49,6 +49,14 @@ def alive(pid: int | None) -> bool:
     return state != "Z"
 
 
+def started_at(pid: int) -> str:
+    """The process's start time in clock ticks since boot ("" when it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return ""
+
+
 def group_members(pgid: int) -> list[int]:
     members = []
     for entry in Path("/proc").iterdir():

@@ -138,7 +138,7 @@ class DevStack:
         with log.open("a") as out:
             out.write(f"\n--- unibus dev: starting {name} at {time.ctime()} ---\n")
         pid = _process.spawn(launch.argv, log=log, cwd=launch.cwd, env=launch.env)
-        (self.home / f"{name}.pid").write_text(str(pid))
+        (self.home / f"{name}.pid").write_text(f"{pid} {_process.started_at(pid)}")
         deadline = began + broker.start_timeout
         while not broker.ready():
             if not _process.alive(pid):
@@ -183,10 +183,15 @@ class DevStack:
     def _pid(self, name: str) -> int | None:
         path = self.home / f"{name}.pid"
         try:
-            pid = int(path.read_text().strip())
+            pid_text, _, started = path.read_text().strip().partition(" ")
+            pid = int(pid_text)
         except (FileNotFoundError, ValueError):
             return None
-        return pid if _process.alive(pid) else None
+        # After a reboot or a long time the PID may belong to another process: the start
+        # time recorded with it tells them apart, so we never signal a stranger.
+        if not _process.alive(pid) or (started and started != _process.started_at(pid)):
+            return None
+        return pid
 
     def _forget(self, name: str) -> None:
         (self.home / f"{name}.pid").unlink(missing_ok=True)
