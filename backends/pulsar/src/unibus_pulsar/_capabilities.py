@@ -64,6 +64,15 @@ def declare(options: PulsarOptions) -> Capabilities:
             "subscriptions; delayed delivery needs a Shared or Key_Shared subscription "
             "(subscription_type=shared or key_shared)"
         )
+    # After a seek, a Key_Shared subscription may hold messages back to keep key order
+    # (the broker's guard for recently joined consumers), so a replay is not dependable.
+    replay = kind != "key_shared"
+    if not replay:
+        reasons["replay"] = (
+            "a seek on a Key_Shared subscription can leave the broker holding messages back "
+            "to keep per-key order, so replay is not dependable; use subscription_type=shared "
+            "or failover (or kafka, nats, sqlite) for replay"
+        )
     groups = kind != "exclusive"
     if not groups:
         reasons["consumer_groups"] = (
@@ -73,7 +82,7 @@ def declare(options: PulsarOptions) -> Capabilities:
     return Capabilities(
         delivery=frozenset({DeliveryGuarantee.AT_LEAST_ONCE}),
         ordering=Ordering.NONE if kind == "shared" else Ordering.PARTITION,
-        replay=True,
+        replay=replay,
         consumer_groups=groups,
         fan_out=True,
         native_dead_letter=True,
