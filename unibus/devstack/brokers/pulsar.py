@@ -57,11 +57,16 @@ _OPENS = [f"--add-opens={m}=ALL-UNNAMED" for m in (
 )]
 
 
+def _ready(admin: int) -> bool:
+    """Ready when public/default exists and the broker's health check (a write and a read
+    through the bookie) passes: the web API keeps answering after the bookie has died."""
+    base = f"http://127.0.0.1:{admin}/admin/v2"
+    return (_probes.http_ok(f"{base}/namespaces/public", "public/default")
+            and _probes.http_get(f"{base}/brokers/health", timeout=20.0) == "ok")
+
+
 def spec(ports: Mapping[str, int]) -> BrokerSpec:
-    # Ready only when the admin API lists the public/default namespace.
-    ready = functools.partial(
-        _probes.http_ok, f"http://127.0.0.1:{ports['admin']}/admin/v2/namespaces/public",
-        "public/default")
+    ready = functools.partial(_ready, ports["admin"])
     return BrokerSpec(name="pulsar", version=VERSION, ports=dict(ports),
                       url=f"pulsar://127.0.0.1:{ports['broker']}",
                       prepare=functools.partial(prepare, ports=ports), ready=ready,
