@@ -84,3 +84,8 @@ async def test_non_serializable_payload_is_refused_before_sending() -> None:
             await bus.publish("t", object())
         with pytest.raises(unibus.ConfigError, match="delay"):
             await bus.publish("t", b"x", delay=-1)
+
+
+def test_sqlite_path_with_a_nul_character_is_a_config_error() -> None:
+    with pytest.raises(unibus.ConfigError, match="NUL"):
+        unibus.connect("sqlite://\x00")

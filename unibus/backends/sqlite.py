@@ -29,6 +29,8 @@ class SQLiteBackend(EmbeddedBackend):
             )
         if path == ":memory:":
             raise ConfigError("use memory:// for an in-memory database")
+        if "\x00" in path:
+            raise ConfigError(f"the database path in {self.url!r} contains a NUL character")
         path = os.path.abspath(os.path.expanduser(path))
         if not os.path.isdir(os.path.dirname(path)):
             raise ConfigError(f"the directory of the database {path!r} does not exist")
