@@ -22,15 +22,21 @@ class ReplayContract(ContractBase):
         with pytest.raises(unibus.CapabilityError):
             await bus.consumer(topic, group=f"{topic}-new", start="earliest")
 
+    async def _five_on_one_key(
+        self, bus: unibus.Bus, topic: str
+    ) -> tuple[unibus.Consumer, list[unibus.Message]]:
+        consumer = await bus.consumer(topic, group=f"{topic}-g")
+        messages = [unibus.Message(body=f"m{i}".encode(), key="k") for i in range(5)]
+        await bus.publish_many(topic, messages)
+        return consumer, messages
+
     async def test_seek_to_earliest_replays_everything(
         self, bus: unibus.Bus, topic: str, caps: unibus.Capabilities
     ) -> None:
         if not caps.replay:
             await self._refuses_replay(bus, topic)
             return
-        consumer = await bus.consumer(topic, group=f"{topic}-g")
-        messages = [unibus.Message(body=f"m{i}".encode(), key="k") for i in range(5)]
-        await bus.publish_many(topic, messages)
+        consumer, messages = await self._five_on_one_key(bus, topic)
         first = await self.collect(consumer, 5)
         await consumer.seek("earliest")
         again = await self.collect(consumer, 5)
@@ -42,9 +48,7 @@ class ReplayContract(ContractBase):
         if not caps.replay:
             await self._refuses_replay(bus, topic)
             return
-        consumer = await bus.consumer(topic, group=f"{topic}-g")
-        messages = [unibus.Message(body=f"m{i}".encode(), key="k") for i in range(5)]
-        await bus.publish_many(topic, messages)
+        consumer, messages = await self._five_on_one_key(bus, topic)
         got = await self.collect(consumer, 5)
         position = got[2].position
         assert position is not None, "a replayable backend gives each delivery a position"
