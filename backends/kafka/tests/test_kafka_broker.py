@@ -68,6 +68,34 @@ async def test_out_of_order_acks_commit_only_the_contiguous_prefix(bus: unibus.B
     assert again[0].attempt == 2, "the delivery mark counted the earlier delivery"
 
 
+async def test_publish_many_batches_keep_keys_on_their_partition_and_receipts_exact(
+    bus: unibus.Bus,
+) -> None:
+    topic = new_topic("batches")
+    await bus.provision(unibus.TopicSpec(name=topic, partitions=3))
+    # Enough records for several batches per partition; keyless ones mixed in.
+    messages = [unibus.Message(body=bytes(300), key=None if i % 5 == 0 else f"k{i % 11}",
+                               headers={"i": str(i)}) for i in range(1500)]
+    receipts = await bus.producer.publish_many(topic, messages)
+    assert [r.message_id for r in receipts] == [m.id for m in messages]
+    single = {key: await bus.producer.publish(topic, unibus.Message(body=b"one", key=key))
+              for key in ("k1", "k7")}  # one record each, through the producer's send()
+    records = {(r.partition, r.offset): r for r in await kafka_support.read_topic(topic)}
+    assert len(records) == len(messages) + 2
+    by_key: dict[str, set[int]] = {}
+    for message, receipt in zip(messages, receipts, strict=True):
+        record = records[(receipt.partition, receipt.offset)]
+        assert dict(record.headers)["ce_id"] == message.id.encode()
+        if message.key is not None:
+            by_key.setdefault(message.key, set()).add(receipt.partition)
+    assert all(len(partitions) == 1 for partitions in by_key.values())
+    for key, receipt in single.items():
+        assert by_key[key] == {receipt.partition}, "batched and single sends partition alike"
+    for key in by_key:  # per-key order is publish order
+        offsets = [r.offset for m, r in zip(messages, receipts, strict=True) if m.key == key]
+        assert offsets == sorted(offsets)
+
+
 async def test_attempt_counts_a_consumer_killed_without_settling(bus: unibus.Bus) -> None:
     topic, group = new_topic("killed"), f"g-killed-{uuid.uuid4().hex[:6]}"
     messages = [unibus.Message(body=f"m{i}".encode(), key="k") for i in range(2)]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
 from unibus.base import check_size
-from unibus.errors import CapabilityError, ClosedError, PublishError
+from unibus.errors import CapabilityError, ClosedError, PublishError, UnibusError
 from unibus.message import Message, Receipt
 from unibus_kafka import _errors
 from unibus_kafka._codec import encode_headers
@@ -103,27 +103,32 @@ class KafkaProducer:
             return []
         await self._backend.topology.require([topic])
         client = await self.client()
-        futures = []
-        with _errors.publishing(topic):  # one boundary for the batch: no per-message cost
-            for m in messages:
-                futures.append(await client.send(
-                    topic, value=m.body, key=m.key.encode() if m.key is not None else None,
-                    headers=encode_headers(m.wire_headers()),
-                ))
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        receipts: list[Receipt | None] = [
-            None if isinstance(r, BaseException) else _receipt(topic, m, r)
-            for m, r in zip(messages, results, strict=True)
-        ]
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
+        batches = _Batches(client, topic)
+        failure: BaseException | None = None
+        try:
+            await batches.fill(messages)
+        except Exception as exc:  # what was submitted before still gets its receipts below
+            failure = exc
+        results = dict(zip(batches.futures, await asyncio.gather(
+            *batches.futures.values(), return_exceptions=True), strict=True))
+        receipts: list[Receipt] = []
+        for message, (number, index) in zip(messages, batches.placed, strict=False):
+            result = results.get(number, failure)
+            if isinstance(result, BaseException):
+                failure = failure or result
+            elif result is not None:
+                receipts.append(Receipt(topic, message.id, result.partition,
+                                        result.offset + index))
+            else:  # acks=0: the broker tells nothing
+                receipts.append(Receipt(topic, message.id))
+        if failure is not None:
             try:
                 with _errors.publishing(topic):
-                    raise failures[0]
-            except PublishError as error:
-                error.receipts = [r for r in receipts if r is not None]  # type: ignore[attr-defined]
+                    raise failure
+            except UnibusError as error:
+                error.receipts = receipts  # type: ignore[attr-defined]
                 raise
-        return [r for r in receipts if r is not None]
+        return receipts
 
     async def close(self) -> None:
         if self._closed:
@@ -139,5 +144,66 @@ class KafkaProducer:
 
 
 def _receipt(topic: str, message: Message, meta: Any) -> Receipt:
+    if meta is None:  # acks=0: the broker tells nothing
+        return Receipt(topic=topic, message_id=message.id)
     return Receipt(topic=topic, message_id=message.id, partition=meta.partition,
                    offset=meta.offset)
+
+
+class _Batches:
+    """One publish_many as record batches: a builder per partition, submitted with
+    ``send_batch`` when full, so a record costs one append instead of one ``send()`` and one
+    future. Keyed messages go where ``send()`` would put them (the producer's partitioner);
+    keyless ones stick to one partition per batch, as Kafka's sticky partitioner does."""
+
+    def __init__(self, client: Any, topic: str) -> None:
+        self.client = client
+        self.topic = topic
+        self.futures: dict[int, Any] = {}  # batch number -> future of its acknowledgement
+        self.placed: list[tuple[int, int]] = []  # per message: (batch number, index in it)
+
+    async def fill(self, messages: Sequence[Message]) -> None:
+        client, topic = self.client, self.topic
+        partitions = sorted(await client.partitions_for(topic))
+        available = sorted(client.client.cluster.available_partitions_for_topic(topic) or ())
+        partitioner = client._partitioner
+        by_key: dict[bytes, int] = {}
+        open_: dict[int, tuple[Any, int]] = {}  # partition -> (its open builder, batch number)
+        numbers = 0
+        sticky: int | None = None
+        placed = self.placed
+        for m in messages:
+            if m.key is None:
+                key = None
+                if sticky is None:
+                    sticky = partitioner(None, partitions, available)
+                partition = sticky
+            else:
+                key = m.key.encode()
+                partition = by_key.get(key, -1)
+                if partition < 0:
+                    partition = by_key[key] = partitioner(key, partitions, available)
+            headers = encode_headers(m.wire_headers())
+            while True:
+                entry = open_.get(partition)
+                if entry is None:
+                    entry = open_[partition] = (client.create_batch(), numbers)
+                    numbers += 1
+                builder, number = entry
+                meta = builder.append(timestamp=None, key=key, value=m.body, headers=headers)
+                if meta is not None:
+                    break
+                if builder.record_count() == 0:  # an empty batch takes any record: not reached
+                    raise PublishError(f"a message of {len(m.body)} B did not fit a batch")
+                del open_[partition]  # full: submit it, continue in a new one
+                await self._submit(builder, partition, number)
+                if key is None:
+                    sticky = partition = partitioner(None, partitions, available)
+            placed.append((number, meta.offset))
+        for partition, (builder, number) in open_.items():
+            await self._submit(builder, partition, number)
+
+    async def _submit(self, builder: Any, partition: int, number: int) -> None:
+        builder.close()  # complete: no linger, and no send() may add to it
+        self.futures[number] = await self.client.send_batch(builder, self.topic,
+                                                            partition=partition)
