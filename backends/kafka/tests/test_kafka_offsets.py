@@ -72,3 +72,15 @@ def test_foreign_metadata_is_not_a_mark() -> None:
     assert parse_mark("written by another client") == (0, 0)
     assert parse_mark("u1:x:y") == (0, 0)
     assert parse_mark(None) == (0, 0)
+
+
+def test_a_fetched_run_of_offsets_is_handed_out_at_once() -> None:
+    offsets = PartitionOffsets(3)
+    offsets.hand_out_many([3, 4, 6])
+    offsets.hand_out_many([])
+    assert offsets.position == 7
+    offsets.settle(4)
+    offsets.settle(6)
+    assert offsets.commit_offset == 3
+    offsets.settle(3)
+    assert offsets.commit_offset == 7

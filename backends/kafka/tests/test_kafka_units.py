@@ -122,3 +122,29 @@ def test_a_non_unibus_record_gets_an_id_and_binary_headers_survive() -> None:
     assert message.body == b""
     assert message.id
     assert "raw" in message.headers
+
+
+def test_a_delivery_decodes_its_record_on_first_use() -> None:
+    from aiokafka import TopicPartition  # type: ignore[import-untyped]
+    from aiokafka.structs import ConsumerRecord  # type: ignore[import-untyped]
+    from unibus_kafka._delivery import KafkaDelivery, RecordRef
+
+    from unibus.positions import Position
+
+    sent = Message(body=b"payload", key="k", headers={"trace": "t1"}, subject="s-1")
+    record = ConsumerRecord("orders", 2, 41, 0, 0, b"k", sent.body, None, 1, 7,
+                            tuple(encode_headers(sent.wire_headers())))
+
+    class Consumer:  # what BaseDelivery reads of its consumer
+        group = "g"
+
+    delivery = KafkaDelivery(Consumer(), record, "orders", 1,  # type: ignore[arg-type]
+                             RecordRef(TopicPartition("orders", 2), 41, 1))
+    assert delivery.message == sent
+    assert delivery.message is delivery.message, "decoded once"
+    assert delivery.position == Position("orders", 41, 2)
+    retried = KafkaDelivery(Consumer(), record, "orders", 3,  # type: ignore[arg-type]
+                            RecordRef(TopicPartition("orders.retry", 0), 5, 1),
+                            message=sent, position=Position("orders", 41, 2))
+    assert retried.message is sent
+    assert retried.position == Position("orders", 41, 2)

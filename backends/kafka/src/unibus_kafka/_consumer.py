@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 
@@ -34,6 +34,7 @@ from unibus_kafka._codec import (
     decode,
     record_headers,
 )
+from unibus_kafka._delivery import KafkaDelivery, RecordRef
 from unibus_kafka._offsets import PartitionOffsets
 from unibus_kafka._rebalance import RebalanceListener
 from unibus_kafka._topology import dlq_topic, retry_topic
@@ -45,15 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["KafkaConsumer", "RecordRef"]
 
 log = logging.getLogger("unibus.kafka")
-
-
-class RecordRef(NamedTuple):
-    """Where a delivery came from; ``epoch`` goes stale when its partition is revoked or
-    sought, and a stale delivery's settlement changes nothing (the record comes again)."""
-
-    tp: Any
-    offset: int
-    epoch: int
 
 
 class KafkaConsumer(BaseConsumer):
@@ -72,6 +64,9 @@ class KafkaConsumer(BaseConsumer):
         self._offsets: dict[Any, PartitionOffsets] = {}
         self._epochs: dict[Any, int] = {}
         self._revoking: set[Any] = set()
+        # Bumped whenever a partition moves (reset, revoking, revoked): deliveries taken while
+        # it stands still need no one-by-one liveness check.
+        self._moves = 0
         self._resume_at: dict[Any, float] = {}
         self._tiers = tuple(sorted(self._options.retry_tiers))
         # retry topic -> original topic (grouped consumers only)
@@ -141,6 +136,7 @@ class KafkaConsumer(BaseConsumer):
         self._client.seek(tp, offset)
         self._offsets[tp] = PartitionOffsets(offset, metadata if self._marks else None)
         self._epochs[tp] = self._epochs.get(tp, 0) + 1
+        self._moves += 1
         self._resume_at.pop(tp, None)
 
     async def _start_offsets(self, tps: list[Any], to: StartAt) -> dict[Any, int]:
@@ -212,6 +208,7 @@ class KafkaConsumer(BaseConsumer):
         if not mine or self._closed:
             return
         self._revoking |= mine
+        self._moves += 1
         try:
             self._drop_buffered(lambda d: d.raw.tp not in mine)
             loop = asyncio.get_running_loop()
@@ -237,11 +234,16 @@ class KafkaConsumer(BaseConsumer):
                 self._epochs[tp] = self._epochs.get(tp, 0) + 1
                 self._resume_at.pop(tp, None)
             self._revoking -= mine
+            self._moves += 1
         log.info("rebalance group=%s revoked=%s", self.group, sorted(map(str, mine)))
 
     # -- fetching -----------------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
+        if self.group is not None:
+            # A fetch begun before the first assignment returns records that _reset then
+            # throws away (their epoch is stale): wait, and fetch from the fixed positions.
+            await self._assigned.wait()
         backoff = 0.1
         while not self._stopping:
             room = self.prefetch - (self._buffer.qsize() + len(self._in_flight))
@@ -259,11 +261,13 @@ class KafkaConsumer(BaseConsumer):
                     batches = await self._client.getmany(timeout_ms=self._poll_ms(),
                                                          max_records=room)
                     deliveries = self._deliveries(batches, epochs)
+                    moves = self._moves
                     if deliveries and self._marks and self.group is not None:
                         await self._mark({d.raw.tp for d in deliveries})
+                    push = self._push
                     for delivery in deliveries:
-                        if self._live(delivery):
-                            self._push(delivery)
+                        if moves == self._moves or self._live(delivery):
+                            push(delivery)
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
@@ -310,28 +314,41 @@ class KafkaConsumer(BaseConsumer):
                 self._client.seek(tp, offsets.position)
                 continue
             epoch = self._epochs[tp]
-            is_retry = tp.topic in self._retry
+            if tp.topic in self._retry:
+                out.extend(self._retry_deliveries(tp, records, offsets, epoch, now_ms))
+                continue
+            # The hot path: no header is needed to hand a plain record out, so the message
+            # is decoded on first use (KafkaDelivery), not here.
+            topic, hi, rounds = tp.topic, offsets.prior_hi, offsets.prior_rounds
             for record in records:
-                headers = record_headers(record)
-                topic, position = tp.topic, Position(tp.topic, record.offset, tp.partition)
-                if is_retry:
-                    due = _number(headers.get(RETRY_DUE), 0.0)
-                    if due > now_ms:
-                        # Not due yet: park this retry partition; the others keep flowing.
-                        self._client.pause(tp)
-                        self._client.seek(tp, record.offset)
-                        self._resume_at[tp] = time.monotonic() + (due - now_ms) / 1000
-                        break
-                    topic = headers.get(RETRY_TOPIC) or self._retry[tp.topic]
-                    position = Position(topic, int(_number(headers.get(RETRY_OFFSET), 0)),
-                                        int(_number(headers.get(RETRY_PARTITION), 0)))
-                attempt = offsets.earlier_deliveries(record.offset) + (
-                    int(_number(headers.get(ATTEMPT), 1)) if is_retry else 1)
-                offsets.hand_out(record.offset)
-                out.append(BaseDelivery(
-                    self, decode(record, headers), topic=topic, attempt=max(attempt, 1),
-                    position=position, raw=RecordRef(tp, record.offset, epoch),
-                ))
+                offset = record.offset
+                out.append(KafkaDelivery(self, record, topic, rounds + 1 if offset < hi else 1,
+                                         RecordRef(tp, offset, epoch)))
+            offsets.hand_out_many([record.offset for record in records])
+        return out
+
+    def _retry_deliveries(self, tp: Any, records: list[Any], offsets: PartitionOffsets,
+                          epoch: int, now_ms: float) -> list[BaseDelivery]:
+        """Deliveries of a retry topic's due records, as their original topic and position."""
+        out: list[BaseDelivery] = []
+        for record in records:
+            headers = record_headers(record)
+            due = _number(headers.get(RETRY_DUE), 0.0)
+            if due > now_ms:
+                # Not due yet: park this retry partition; the others keep flowing.
+                self._client.pause(tp)
+                self._client.seek(tp, record.offset)
+                self._resume_at[tp] = time.monotonic() + (due - now_ms) / 1000
+                break
+            topic = headers.get(RETRY_TOPIC) or self._retry[tp.topic]
+            position = Position(topic, int(_number(headers.get(RETRY_OFFSET), 0)),
+                                int(_number(headers.get(RETRY_PARTITION), 0)))
+            attempt = offsets.earlier_deliveries(record.offset) + int(
+                _number(headers.get(ATTEMPT), 1))
+            offsets.hand_out(record.offset)
+            out.append(KafkaDelivery(self, record, topic, max(attempt, 1),
+                                     RecordRef(tp, record.offset, epoch),
+                                     message=decode(record, headers), position=position))
         return out
 
     async def _mark(self, tps: Iterable[Any]) -> None:
@@ -398,7 +415,10 @@ class KafkaConsumer(BaseConsumer):
             self._forget(delivery)
 
     async def receive_batch(self, max_messages: int, timeout: float) -> list[BaseDelivery]:
+        moves = self._moves
         batch = await super().receive_batch(max_messages, timeout)
+        if moves == self._moves:  # the buffer held only live deliveries (see _revoke, _seek)
+            return batch
         for delivery in [d for d in batch if not self._live(d)]:
             batch.remove(delivery)
             self._forget(delivery)
@@ -430,7 +450,13 @@ class KafkaConsumer(BaseConsumer):
         self._room.set()
 
     async def _ack(self, delivery: BaseDelivery) -> None:
-        self._settled(delivery)
+        ref: RecordRef = delivery.raw  # _settled, inlined: this runs once per message
+        offsets = self._offsets.get(ref.tp) if self._epochs.get(ref.tp) == ref.epoch else None
+        if offsets is not None:
+            offsets.settle(ref.offset)
+        else:
+            self._current(delivery)  # logs why the ack changes nothing
+        self._room.set()
 
     async def _nack(self, delivery: BaseDelivery, delay: float) -> None:
         if self._current(delivery) is None:
@@ -465,7 +491,7 @@ class KafkaConsumer(BaseConsumer):
     async def _redeliver_later(self, delivery: BaseDelivery, delay: float) -> None:
         if delay > 0:
             await asyncio.sleep(delay)  # the requested redelivery delay
-        if not self._closing:
+        if not self._closing and self._live(delivery):  # not if its partition moved meanwhile
             self._push(delivery)
 
     async def _dead_letter(self, delivery: BaseDelivery, reason: str) -> None:

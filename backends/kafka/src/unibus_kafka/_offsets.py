@@ -48,6 +48,12 @@ class PartitionOffsets:
         self._pending.append(offset)
         self.position = max(self.position, offset + 1)
 
+    def hand_out_many(self, offsets: list[int]) -> None:
+        """``hand_out`` for each of ``offsets`` (ascending, as a fetch returns them)."""
+        if offsets:
+            self._pending.extend(offsets)
+            self.position = max(self.position, offsets[-1] + 1)
+
     def settle(self, offset: int) -> None:
         self._done.add(offset)
         pending = self._pending
