@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
 import sys
 import threading
 from typing import Any
@@ -44,6 +43,22 @@ async def measure(impl: UnibusImpl, count: int, payload: bytes) -> dict[str, flo
     return figures
 
 
+def high_water_mark() -> int:
+    """Peak RSS of this process's own address space, in bytes (0 when unknown).
+
+    Not ``getrusage().ru_maxrss``: Linux carries the parent's peak over a (v)fork + exec,
+    so a child started by a large parent would report the parent's memory as its own.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 async def consume(url: str, topic: str, count: int, options: dict[str, Any],
                   consumer_options: dict[str, Any], concurrent_acks: bool) -> None:
     me = psutil.Process()
@@ -70,7 +85,7 @@ async def consume(url: str, topic: str, count: int, options: dict[str, Any],
         await consumer.close()
         stop.set()
         sampler.join()
-    peak = max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = max(peak, high_water_mark())
     print(json.dumps({
         "messages": count, "start": start / MiB, "peak": peak / MiB,
         "growth": (peak - start) / MiB,
