@@ -174,3 +174,34 @@ async def test_sqs_round_trip(port: int) -> None:
         await sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
         await sqs.delete_queue(QueueUrl=url)
         assert message["Body"] == "hello"
+
+
+async def test_redis_round_trip() -> None:
+    await require("redis")
+    import redis.asyncio as redis
+
+    client = redis.from_url(DevStack().spec("redis").url)
+    try:
+        key = unique("smoke")
+        await client.set(key, b"hello", px=60_000)
+        assert await client.get(key) == b"hello"
+        assert await client.config_get("appendonly") == {"appendonly": "yes"}
+    finally:
+        await client.aclose()
+
+
+async def test_postgres_round_trip() -> None:
+    await require("postgres")
+    import asyncpg
+
+    conn = await asyncpg.connect(DevStack().spec("postgres").url)
+    try:
+        assert await conn.fetchval("SELECT current_database()") == "unibus"
+        table = unique("smoke").replace("-", "_")
+        async with conn.transaction():
+            await conn.execute(f"CREATE TEMP TABLE {table} (v TEXT)")
+            await conn.execute(f"INSERT INTO {table} VALUES ('hello')")
+        assert await conn.fetchval(f"SELECT v FROM {table}") == "hello"
+        assert await conn.fetchval("SHOW listen_addresses") == "127.0.0.1"
+    finally:
+        await conn.close()

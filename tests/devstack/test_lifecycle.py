@@ -19,6 +19,8 @@ pytestmark = pytest.mark.timeout(240)
 
 NATS_PORTS = {"client": 14223, "monitor": 18223}
 RABBITMQ_PORTS = {"amqp": 15673, "management": 15674}
+REDIS_PORTS = {"client": 16381}
+POSTGRES_PORTS = {"client": 15433}
 
 
 def processes_mentioning(path: Path) -> list[int]:
@@ -45,7 +47,8 @@ def processes_mentioning(path: Path) -> list[int]:
 
 @pytest.fixture
 def private(tmp_path: Path) -> Iterator[DevStack]:
-    stack = DevStack(tmp_path / "dev", ports={"nats": NATS_PORTS, "rabbitmq": RABBITMQ_PORTS})
+    stack = DevStack(tmp_path / "dev", ports={"nats": NATS_PORTS, "rabbitmq": RABBITMQ_PORTS,
+                                              "redis": REDIS_PORTS, "postgres": POSTGRES_PORTS})
     try:
         yield stack
     finally:
@@ -60,7 +63,9 @@ def assert_gone(stack: DevStack, pid: int, ports: dict[str, int]) -> None:
 
 
 @pytest.mark.parametrize(("name", "ports"), [("nats", NATS_PORTS),
-                                             ("rabbitmq", RABBITMQ_PORTS)])
+                                             ("rabbitmq", RABBITMQ_PORTS),
+                                             ("redis", REDIS_PORTS),
+                                             ("postgres", POSTGRES_PORTS)])
 def test_down_leaves_no_process(private: DevStack, name: str, ports: dict[str, int]) -> None:
     [up] = private.up([name])
     assert up.state == "running"
@@ -70,6 +75,42 @@ def test_down_leaves_no_process(private: DevStack, name: str, ports: dict[str, i
     assert_gone(private, up.pid, ports)
     [down] = private.status([name])
     assert down.state == "stopped"
+
+
+async def test_stores_keep_data_across_a_sigkill(private: DevStack) -> None:
+    import asyncpg
+    import redis.asyncio as redis
+
+    [cache, database] = await asyncio.to_thread(private.up, ["stores"])
+    assert (cache.kind, database.kind) == ("store", "store")
+    client = redis.from_url(cache.url)
+    await client.set("kept", "yes")
+    await client.aclose()
+    conn = await asyncpg.connect(database.url)
+    await conn.execute("CREATE TABLE kept (v TEXT); INSERT INTO kept VALUES ('yes')")
+    await conn.close()
+    for name in ("redis", "postgres"):
+        again = await asyncio.to_thread(private.restart, name, kill=True)
+        assert again.state == "running"
+    # appendfsync everysec: a write acknowledged just before a SIGKILL of the process (not of
+    # the machine) is in the kernel already and survives.
+    client = redis.from_url(cache.url)
+    assert await client.get("kept") == b"yes"
+    await client.aclose()
+    conn = await asyncpg.connect(database.url)
+    assert await conn.fetchval("SELECT v FROM kept") == "yes"
+    await conn.close()
+
+
+def test_postgres_runs_unprivileged(private: DevStack) -> None:
+    [status] = private.up(["postgres"])
+    assert status.pid is not None
+    uid = int(Path(f"/proc/{status.pid}/status").read_text().split("Uid:")[1].split()[1])
+    if os.geteuid() == 0:
+        # Either mapped into a user namespace or switched to the postgres user: never root
+        # inside the server, which PostgreSQL would refuse.
+        inside = int(Path(f"/proc/{status.pid}/uid_map").read_text().split()[0])
+        assert uid != 0 or inside != 0
 
 
 def test_up_is_idempotent(private: DevStack) -> None:
@@ -122,6 +163,15 @@ def test_sqs_names_both_sqs_servers() -> None:
     assert DevStack().names(["sqs"]) == ["elasticmq", "moto"]
 
 
+def test_stores_are_part_of_the_default_stack_and_listed_after_the_brokers() -> None:
+    assert DevStack().names(["stores"]) == ["redis", "postgres"]
+    names = DevStack().names()
+    assert names[-2:] == ["redis", "postgres"]
+    assert DevStack().names(["brokers"]) == names[:-2]
+    assert {s.name: s.kind for s in DevStack().status(["redis", "nats"])} == {
+        "nats": "broker", "redis": "store"}
+
+
 def test_unknown_broker_is_refused() -> None:
     with pytest.raises(DevStackError, match="unknown broker"):
         DevStack().up(["activemq"])
@@ -134,7 +184,11 @@ def test_unknown_port_override_is_refused(tmp_path: Path) -> None:
 
 def test_port_overrides_from_the_environment(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("UNIBUS_DEV_PORTS", "nats.client=14224, nats.monitor=18224")
+    monkeypatch.setenv("UNIBUS_DEV_PORTS", "nats.client=14224, nats.monitor=18224,"
+                       "redis.client=16382,postgres.client=15434")
     [status] = DevStack(tmp_path).status(["nats"])
     assert status.url == "nats://127.0.0.1:14224"
     assert status.ports == {"client": 14224, "monitor": 18224}
+    assert DevStack(tmp_path).spec("redis").url == "redis://127.0.0.1:16382/0"
+    assert DevStack(tmp_path).spec("postgres").url == (
+        "postgresql://postgres@127.0.0.1:15434/unibus")

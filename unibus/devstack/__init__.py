@@ -1,4 +1,5 @@
-"""``unibus dev``: the five brokers (and moto) as local processes, without Docker.
+"""``unibus dev``: the five brokers (and moto) and the Redis and PostgreSQL stores as local
+processes, without Docker.
 
     DevStack().up(["kafka"])           # start, wait until it answers, return its status
     DevStack().restart("kafka", kill=True)

@@ -8,7 +8,7 @@ import struct
 import urllib.error
 import urllib.request
 
-__all__ = ["amqp", "http_ok", "kafka", "nats"]
+__all__ = ["amqp", "http_ok", "kafka", "nats", "postgres", "redis"]
 
 
 def _connect(port: int) -> socket.socket:
@@ -61,6 +61,47 @@ def kafka(port: int) -> bool:
             return bool(correlation == 7 and error == 0)
     except OSError:
         return False
+
+
+def redis(port: int) -> bool:
+    """PING is answered with PONG (not with ``-LOADING`` while the append-only file loads)."""
+    try:
+        with _connect(port) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def postgres(port: int, user: str, database: str) -> bool:
+    """A startup message for ``user`` on ``database`` reaches ReadyForQuery without a password
+    (so the cluster is up, out of recovery, and the database exists)."""
+    params = b"".join(k.encode() + b"\0" + v.encode() + b"\0"
+                      for k, v in (("user", user), ("database", database))) + b"\0"
+    startup = struct.pack(">ii", 8 + len(params), 196608) + params  # protocol 3.0
+    try:
+        with _connect(port) as sock:
+            sock.sendall(startup)
+            buffered = b""
+            while True:
+                while len(buffered) < 5 or len(buffered) < 1 + _length(buffered):
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return False
+                    buffered += chunk
+                kind, body = buffered[:1], buffered[5:1 + _length(buffered)]
+                if kind == b"E" or (kind == b"R" and body != b"\0\0\0\0"):
+                    return False  # an error (e.g. "starting up"), or a password is wanted
+                if kind == b"Z":
+                    sock.sendall(b"X\0\0\0\4")  # Terminate
+                    return True
+                buffered = buffered[1 + _length(buffered):]
+    except OSError:
+        return False
+
+
+def _length(message: bytes) -> int:
+    return int(struct.unpack(">i", message[1:5])[0]) if len(message) >= 5 else 4
 
 
 def http_get(url: str, timeout: float = 3.0) -> str | None:

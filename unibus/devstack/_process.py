@@ -71,9 +71,11 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def terminate(pid: int, *, kill: bool = False, timeout: float = 60.0) -> None:
-    """Stop the process group led by ``pid``: SIGTERM (or SIGKILL), then SIGKILL stragglers."""
-    sig = signal.SIGKILL if kill else signal.SIGTERM
+def terminate(pid: int, *, kill: bool = False, timeout: float = 60.0,
+              stop_signal: signal.Signals = signal.SIGTERM) -> None:
+    """Stop the process group led by ``pid``: ``stop_signal`` (or SIGKILL), then SIGKILL
+    stragglers."""
+    sig = signal.SIGKILL if kill else stop_signal
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
     deadline = time.monotonic() + (5.0 if kill else timeout)

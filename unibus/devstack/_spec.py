@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,3 +32,7 @@ class BrokerSpec:
     start_timeout: float = 90.0
     #: Extra cleanup after the process group is gone (e.g. Erlang's epmd).
     after_stop: Callable[[Path], None] | None = None
+    #: ``broker`` or ``store`` (a database the reliability layer keeps its state in).
+    kind: str = "broker"
+    #: The signal that asks for a prompt clean shutdown (PostgreSQL: SIGINT, "fast").
+    stop_signal: signal.Signals = signal.SIGTERM

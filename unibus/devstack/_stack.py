@@ -1,4 +1,5 @@
-"""DevStack: start, watch and stop the brokers as local processes under one state directory.
+"""DevStack: start, watch and stop the brokers (and the stores the reliability layer can keep
+its state in: Redis, PostgreSQL) as local processes under one state directory.
 
 State layout: ``<home>/<broker>/`` holds the broker's data and config, ``<home>/<broker>.pid``
 its PID (the leader of its own process group) and ``<home>/<broker>.log`` its output. Jars are
@@ -52,6 +53,7 @@ class BrokerStatus:
     log: Path
     ports: dict[str, int]
     started_in: float | None = None
+    kind: str = "broker"  # broker | store
 
 
 class DevStack:
@@ -83,7 +85,8 @@ class DevStack:
     # -- queries ----------------------------------------------------------------------------
 
     def names(self, names: Sequence[str] = ()) -> list[str]:
-        """Broker names in start order; ``sqs`` stands for both SQS-compatible servers."""
+        """Names in start order; ``sqs`` stands for both SQS-compatible servers, ``brokers``
+        and ``stores`` for all of a kind."""
         wanted = {alias for n in names for alias in ALIASES.get(n, (n,))}
         unknown = sorted(wanted - set(ORDER))
         if unknown:
@@ -105,7 +108,7 @@ class DevStack:
             pid = None
             state = "external" if healthy else "stopped"
         return BrokerStatus(name, state, pid, broker.url, broker.version,
-                            self.home / f"{name}.log", broker.ports, started_in)
+                            self.home / f"{name}.log", broker.ports, started_in, broker.kind)
 
     def logs(self, name: str, lines: int = 50) -> str:
         path = self.home / f"{name}.log"
@@ -139,7 +142,9 @@ class DevStack:
             out.write(f"\n--- unibus dev: starting {name} at {time.ctime()} ---\n")
         pid = _process.spawn(launch.argv, log=log, cwd=launch.cwd, env=launch.env)
         (self.home / f"{name}.pid").write_text(f"{pid} {_process.started_at(pid)}")
-        deadline = began + broker.start_timeout
+        # From the spawn, not from `began`: installing a package or resolving jars in
+        # `prepare` can take longer than the broker itself needs to answer.
+        deadline = time.monotonic() + broker.start_timeout
         while not broker.ready():
             if not _process.alive(pid):
                 self._forget(name)
@@ -157,7 +162,7 @@ class DevStack:
         broker = self.spec(name)
         pid = self._pid(name)
         if pid is not None:
-            _process.terminate(pid, kill=kill)
+            _process.terminate(pid, kill=kill, stop_signal=broker.stop_signal)
         self._forget(name)
         if broker.after_stop is not None:
             broker.after_stop(self.home / name)

@@ -1,4 +1,4 @@
-"""One module per broker; each exposes ``PORTS`` and ``spec(ports) -> BrokerSpec``."""
+"""One module per broker or store; each exposes ``PORTS`` and ``spec(ports) -> BrokerSpec``."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ from collections.abc import Mapping
 
 from unibus.devstack._spec import BrokerSpec
 
-__all__ = ["ALIASES", "ORDER", "default_ports", "spec"]
+__all__ = ["ALIASES", "BROKERS", "ORDER", "STORES", "default_ports", "spec"]
 
 #: Start order: quick ones first, so a failure of a slow one does not hide them.
-ORDER = ("rabbitmq", "nats", "elasticmq", "moto", "kafka", "pulsar")
+BROKERS = ("rabbitmq", "nats", "elasticmq", "moto", "kafka", "pulsar")
+#: Databases for the idempotency stores and the outbox (not brokers; listed after them).
+STORES = ("redis", "postgres")
+ORDER = (*BROKERS, *STORES)
 
 
 #: ``sqs`` names both SQS-compatible servers (ElasticMQ for throughput, moto for SNS).
-ALIASES = {"sqs": ("elasticmq", "moto")}
+ALIASES = {"sqs": ("elasticmq", "moto"), "brokers": BROKERS, "stores": STORES}
 
 
 def default_ports(name: str) -> dict[str, int]:
