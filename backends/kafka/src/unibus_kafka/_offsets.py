@@ -55,8 +55,11 @@ class PartitionOffsets:
             self.position = max(self.position, offsets[-1] + 1)
 
     def settle(self, offset: int) -> None:
-        self._done.add(offset)
         pending = self._pending
+        if not self._done and pending and pending[0] == offset:
+            pending.popleft()  # settled in order, the common case
+            return
+        self._done.add(offset)
         while pending and pending[0] in self._done:
             self._done.discard(pending.popleft())
 
