@@ -32,6 +32,25 @@ __all__ = ["PulsarBackend"]
 _client_log = logging.getLogger("unibus.pulsar.client")
 
 
+def client_logger() -> Any:
+    """Where the client writes its own log lines, filtered at the level of the
+    ``unibus.pulsar.client`` logger.
+
+    Given a Python logger, the client passes it every line, DEBUG included (two per message
+    sent), each taking the GIL from the client's threads; so the logger is given only when it
+    is enabled for DEBUG. Otherwise the client's console logger filters in C++ and writes
+    what passes (warnings and errors by default) to standard output itself.
+    """
+    if _client_log.isEnabledFor(logging.DEBUG):
+        return _client_log
+    level = _client_log.getEffectiveLevel()
+    if level <= logging.INFO:
+        return pulsar.ConsoleLogger(pulsar.LoggerLevel.Info)
+    if level <= logging.WARNING:
+        return pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn)
+    return pulsar.ConsoleLogger(pulsar.LoggerLevel.Error)
+
+
 class PulsarBackend(BaseBackend):
     """``pulsar://host:6650`` or ``pulsar+ssl://host:6651``; options in the query string."""
 
@@ -111,7 +130,7 @@ class PulsarBackend(BaseBackend):
         kwargs: dict[str, Any] = {
             "operation_timeout_seconds": max(1, int(o.operation_timeout)),
             "connection_timeout_ms": int(o.connect_timeout * 1000),
-            "logger": _client_log,
+            "logger": client_logger(),
         }
         if o.auth_token:
             kwargs["authentication"] = pulsar.AuthenticationToken(o.auth_token)
