@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
+import functools
+import itertools
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from unibus.errors import (
     TopicNotFoundError,
 )
 from unibus.message import Message, Receipt
+from unibus_pulsar._bridge import call
 from unibus_pulsar._errors import boundary, while_unavailable
 
 if TYPE_CHECKING:
@@ -90,44 +92,41 @@ class PulsarProducer:
         loop = asyncio.get_running_loop()
         finished: asyncio.Future[None] = loop.create_future()
         outcomes: list[tuple[Any, Any]] = [(None, None)] * len(chunk)
-        remaining = [len(chunk)]
-        lock = threading.Lock()
+        # next() on a count is atomic under the GIL: exactly one callback sees the last one.
+        completed = itertools.count(1).__next__
+        total = len(chunk)
 
         def wake() -> None:
             if not finished.done():
                 finished.set_result(None)
 
-        def completion(index: int) -> Any:
-            def done(result: Any, message_id: Any) -> None:  # on a client thread
-                outcomes[index] = (result, message_id)
-                with lock:
-                    remaining[0] -= 1
-                    last = remaining[0] == 0
-                if last:
-                    with contextlib.suppress(RuntimeError):  # loop gone: nobody waits
-                        loop.call_soon_threadsafe(wake)
-            return done
+        def done(index: int, result: Any, message_id: Any) -> None:  # on a client thread
+            outcomes[index] = (result, message_id)
+            if completed() == total:
+                with contextlib.suppress(RuntimeError):  # loop gone: nobody waits
+                    loop.call_soon_threadsafe(wake)
 
-        inner = producer._producer
+        send = producer._producer.send_async
+        build = self._build
+        window = self._window
         sent = 0
         try:
-            for index, message in enumerate(chunk):
-                await self._window.acquire()
-                sent += 1
-                with boundary("publish", PublishError):
-                    inner.send_async(self._build(message, delay), completion(index))
+            with boundary("publish", PublishError):
+                for index, message in enumerate(chunk):
+                    await window.acquire()
+                    sent += 1
+                    send(build(message, delay), functools.partial(done, index))
             await asyncio.shield(finished)
         finally:
             for _ in range(sent):
-                self._window.release()
+                window.release()
         return outcomes
 
     @staticmethod
     def _build(message: Message, delay: float | None) -> Any:
         builder = _pulsar.MessageBuilder()
         builder.content(message.body)
-        for name, value in message.wire_headers().items():
-            builder.property(name, value)
+        builder.properties(message.wire_headers())
         if message.key is not None:
             builder.partition_key(message.key)
         builder.event_timestamp(int(message.time.timestamp() * 1000))
@@ -177,17 +176,11 @@ class PulsarProducer:
 
     async def _send(self, producer: pulsar_asyncio.Producer, topic: str, message: Message,
                     delay: float | None) -> Receipt:
-        kwargs: dict[str, Any] = {
-            "properties": message.wire_headers(),
-            "event_timestamp": int(message.time.timestamp() * 1000),
-        }
-        if message.key is not None:
-            kwargs["partition_key"] = message.key
-        if delay:
-            kwargs["deliver_after"] = timedelta(seconds=delay)
+        built = self._build(message, delay)
+        send = producer._producer.send_async
         async with self._window:
             with boundary(f"publish to {topic}", PublishError):
-                message_id = await producer.send(message.body, **kwargs)
+                message_id = await call(lambda done: send(built, done))
         return self._receipt(topic, message, message_id)
 
     # -- producers per topic ------------------------------------------------------------------
