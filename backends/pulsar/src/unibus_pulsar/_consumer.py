@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import uuid
-from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -35,12 +35,12 @@ import pulsar.asyncio as pulsar_asyncio  # type: ignore[import-untyped]
 from unibus.base import BaseConsumer, BaseDelivery
 from unibus.deadletter import failure_headers
 from unibus.errors import ConsumeError, SettlementError, TopologyError, UnibusError
-from unibus.message import Message
 from unibus.positions import Position
 from unibus.protocols import StartAt
 from unibus_pulsar._bridge import call
+from unibus_pulsar._delivery import ATTEMPTS, ORIGIN, TOPIC, PulsarDelivery
 from unibus_pulsar._errors import boundary, result_name, while_unavailable
-from unibus_pulsar._names import decode_position, encode_position
+from unibus_pulsar._names import decode_position
 
 if TYPE_CHECKING:
     from unibus_pulsar._backend import PulsarBackend
@@ -49,13 +49,7 @@ __all__ = ["PulsarConsumer"]
 
 log = logging.getLogger("unibus.pulsar")
 
-# Properties of retry copies; never shown as user headers.
-_ATTEMPTS = "unibus-pulsar-attempts"
-_ORIGIN = "unibus-pulsar-position"
-_TOPIC = "unibus-pulsar-topic"
-
-#: Receives kept outstanding per client consumer (bounded by the prefetch slots).
-_DEPTH = 64
+_OK = pulsar.Result.Ok
 
 _TYPES = {
     "shared": pulsar.ConsumerType.Shared,
@@ -71,6 +65,97 @@ def _log_failed_ack(result: Any) -> None:
         log.warning("pulsar: an acknowledgement failed (%s); the broker will redeliver", result)
 
 
+class _Slots:
+    """Prefetch accounting shared by a consumer's fetch tasks: ``free`` is how many more
+    messages may be handed to the application before some of them are settled."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._freed = asyncio.Event()
+        self._freed.set()
+
+    def take(self, count: int) -> None:
+        self.free -= count
+        if self.free <= 0:
+            self._freed.clear()
+
+    def release(self, count: int = 1) -> None:
+        self.free += count
+        self._freed.set()
+
+    async def wait(self) -> None:
+        """Until at least one slot is free."""
+        while self.free <= 0:
+            await self._freed.wait()
+
+
+class _Receiver:
+    """Takes messages from one client consumer, on the event loop's thread.
+
+    The client's ``receive_async`` calls back at once, inside the call, when its receiver
+    queue holds a message; only when the queue is empty does the callback come later, from a
+    client thread, and only that costs a hop onto the loop. So a burst of messages is taken
+    with one hop rather than one per message. At most one receive is outstanding.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self._inline: list[tuple[Any, Any]] = []
+        self._pending: asyncio.Future[Any] | None = None
+
+    def _done(self, result: Any, msg: Any = None) -> None:
+        if threading.get_ident() == self._thread:  # inside receive_async: it was queued
+            self._inline.append((result, msg))
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+            self._loop.call_soon_threadsafe(self._arrived, result, msg)
+
+    def _arrived(self, result: Any, msg: Any) -> None:
+        future = self._pending
+        if future is None or future.done():
+            return  # abandoned: the message stays unacknowledged and comes back at close
+        if result == _OK:
+            future.set_result(msg)
+        else:
+            future.set_exception(pulsar_asyncio.PulsarException(result))
+
+    def take(self, limit: int) -> list[Any]:
+        """Up to ``limit`` messages the client already holds, without waiting (the message
+        of an outstanding receive that has arrived comes first); raises the client's error.
+        When the client runs out, one receive stays outstanding: see :meth:`arrival`."""
+        out: list[Any] = []
+        pending = self._pending
+        if pending is not None:
+            if not pending.done():
+                return out
+            self._pending = None
+            out.append(pending.result())
+        receive, done, inline = self._inner.receive_async, self._done, self._inline
+        while len(out) < limit:
+            receive(done)
+            if not inline:  # nothing queued: the receive stays outstanding
+                self._pending = self._loop.create_future()
+                break
+            result, msg = inline.pop()
+            if result != _OK:
+                raise pulsar_asyncio.PulsarException(result)
+            out.append(msg)
+        return out
+
+    async def arrival(self) -> None:
+        """Until the outstanding receive completes (the next :meth:`take` returns it); call
+        it when :meth:`take` returned nothing."""
+        assert self._pending is not None, "take() returned messages: take again"
+        await asyncio.wait((self._pending,))
+
+    def abandon(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+
+
 class PulsarConsumer(BaseConsumer):
     backend_name = "pulsar"
 
@@ -80,7 +165,8 @@ class PulsarConsumer(BaseConsumer):
                          max_attempts=max_attempts)
         self._backend = backend
         self.subscription = group if group is not None else f"unibus-{uuid.uuid4().hex}"
-        self._slots = asyncio.Semaphore(prefetch)
+        self._slots = _Slots(prefetch)
+        self._short_names: dict[str, str] = {}
         self._seeking = False
         self._timers: dict[asyncio.TimerHandle, BaseDelivery] = {}
         self._pc: pulsar_asyncio.Consumer | None = None
@@ -116,15 +202,26 @@ class PulsarConsumer(BaseConsumer):
                                               **kwargs, **extra)
 
         within = o.operation_timeout
-        self._retry = await while_unavailable(lambda: subscribe(
-            [names.topic(self.retry_topic(t)) for t in self.topics],
-            initial_position=pulsar.InitialPosition.Earliest,
-            **self._dead_letter_policy(retry=True)), within=within)
-        self._pc = await while_unavailable(lambda: subscribe(
-            [names.topic(t) for t in self.topics],
-            initial_position=(pulsar.InitialPosition.Earliest if start == "earliest"
-                              else pulsar.InitialPosition.Latest),
-            **self._dead_letter_policy(retry=False)), within=within)
+        # Both subscriptions at once: opening a consumer costs one broker round trip, not two.
+        made = await asyncio.gather(
+            while_unavailable(lambda: subscribe(
+                [names.topic(self.retry_topic(t)) for t in self.topics],
+                initial_position=pulsar.InitialPosition.Earliest,
+                **self._dead_letter_policy(retry=True)), within=within),
+            while_unavailable(lambda: subscribe(
+                [names.topic(t) for t in self.topics],
+                initial_position=(pulsar.InitialPosition.Earliest if start == "earliest"
+                                  else pulsar.InitialPosition.Latest),
+                **self._dead_letter_policy(retry=False)), within=within),
+            return_exceptions=True)
+        failed = [r for r in made if isinstance(r, BaseException)]
+        if failed:
+            for consumer in made:
+                if not isinstance(consumer, BaseException):
+                    with contextlib.suppress(Exception):
+                        await consumer.close()
+            raise failed[0]
+        self._retry, self._pc = made
         if isinstance(start, Position | datetime):
             await self._seek(start)
         self._spawn(self._fetch(self._pc))
@@ -167,79 +264,67 @@ class PulsarConsumer(BaseConsumer):
     # -- fetching -----------------------------------------------------------------------------
 
     async def _fetch(self, pc: pulsar_asyncio.Consumer) -> None:
-        """Keep up to ``_DEPTH`` receives outstanding (each holding a prefetch slot), so the
-        client's callbacks arrive in bursts the loop handles together; take them in order."""
-        pending: deque[asyncio.Future[Any]] = deque()
+        """Hand over what the client holds, as many as there are free prefetch slots, then
+        wait for the next message to arrive (one thread hop per burst, not per message)."""
+        receiver = _Receiver(pc._consumer)
+        slots = self._slots
         try:
             while True:
-                while len(pending) < _DEPTH and (not pending or not self._slots.locked()):
-                    await self._slots.acquire()
-                    pending.append(self._receive(pc))
-                future = pending[0]
+                await slots.wait()
                 try:
-                    msg = await asyncio.shield(future)
+                    messages = receiver.take(slots.free)
+                    if not messages:
+                        await receiver.arrival()
+                        continue
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    pending.popleft()
-                    self._slots.release()
                     if result_name(exc) == "AlreadyClosed" or self._closing:
                         return
                     log.warning("pulsar receive on %s failed: %s", self.subscription, exc)
                     self._fail(ConsumeError(f"receiving from {', '.join(self.topics)}: {exc}"))
                     return
-                pending.popleft()
                 if self._seeking and pc is self._pc:
-                    self._slots.release()  # read before the seek: the broker rewinds past it
-                    continue
-                self._push(self._delivery(pc, msg))
+                    continue  # read before the seek: the broker rewinds past them
+                slots.take(len(messages))
+                for msg in messages:
+                    self._push(self._delivery(pc, msg))
         finally:
-            # Receives still outstanding complete into nothing; their messages stay
-            # unacknowledged and come back when the consumer closes.
-            for future in pending:
-                future.cancel()
-                self._slots.release()
+            # A receive still outstanding completes into nothing; its message stays
+            # unacknowledged and comes back when the consumer closes.
+            receiver.abandon()
 
-    @staticmethod
-    def _receive(pc: pulsar_asyncio.Consumer) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-
-        def done(result: Any, msg: Any = None) -> None:
-            def settle() -> None:
-                if future.done():
-                    return
-                if result == pulsar.Result.Ok:
-                    future.set_result(msg)
-                else:
-                    future.set_exception(pulsar_asyncio.PulsarException(result))
-
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
-                loop.call_soon_threadsafe(settle)
-
-        pc._consumer.receive_async(done)
-        return future
-
-    def _delivery(self, pc: pulsar_asyncio.Consumer, msg: Any) -> BaseDelivery:
+    def _delivery(self, pc: pulsar_asyncio.Consumer, msg: Any) -> PulsarDelivery:
+        if pc is self._pc:
+            # From the topic itself, where the broker's count is the whole count: nothing to
+            # read from the properties until the message is.
+            topic = (self.topics[0] if len(self.topics) == 1
+                     else self._short_name(msg.topic_name()))
+            return PulsarDelivery(self, pc, msg, topic=topic, attempt=msg.redelivery_count() + 1)
+        # A retry copy carries the attempts before it, its topic and its original position.
         properties = msg.properties()
-        earlier = int(properties.pop(_ATTEMPTS, "0") or 0)
-        origin = properties.pop(_ORIGIN, None)
-        topic = properties.pop(_TOPIC, None) or self._backend.names.short(msg.topic_name())
-        message = Message.from_wire(msg.data(), properties, key=msg.partition_key() or None)
-        position = (Position(topic=topic, offset=origin) if origin
-                    else encode_position(topic, msg.message_id()))
-        return BaseDelivery(self, message, topic=topic,
-                            attempt=earlier + msg.redelivery_count() + 1,
-                            position=position, raw=(pc, msg))
+        earlier = int(properties.pop(ATTEMPTS, "0") or 0)
+        origin = properties.pop(ORIGIN, None)
+        topic = properties.pop(TOPIC, None) or self._short_name(msg.topic_name())
+        return PulsarDelivery(self, pc, msg, topic=topic,
+                              attempt=earlier + msg.redelivery_count() + 1,
+                              properties=properties,
+                              position=Position(topic=topic, offset=origin) if origin else None)
+
+    def _short_name(self, full: str) -> str:
+        short = self._short_names.get(full)
+        if short is None:
+            short = self._short_names[full] = self._backend.names.short(full)
+        return short
 
     async def _retry_later(self, delivery: BaseDelivery, delay: float) -> None:
         """Write ``delivery`` to its retry topic (counted, delayed), then ack the original."""
         message = delivery.message
         properties = message.wire_headers()
-        properties[_ATTEMPTS] = str(delivery.attempt)
-        properties[_TOPIC] = delivery.topic
+        properties[ATTEMPTS] = str(delivery.attempt)
+        properties[TOPIC] = delivery.topic
         if delivery.position is not None:
-            properties[_ORIGIN] = str(delivery.position.offset)
+            properties[ORIGIN] = str(delivery.position.offset)
         await self._backend.unbatched_producer.send_raw(
             self.retry_topic(delivery.topic), message.body, properties, key=message.key,
             delay=delay)
@@ -255,8 +340,7 @@ class PulsarConsumer(BaseConsumer):
         # no thread round trip per ack; a failure is logged and the broker redelivers.
         pc, msg = delivery.raw
         try:
-            with boundary(f"ack {delivery.message.id} on {delivery.topic}", SettlementError):
-                pc._consumer.acknowledge_async(msg, _log_failed_ack)
+            pc._consumer.acknowledge_async(msg, _log_failed_ack)
         finally:
             self._slots.release()
 
