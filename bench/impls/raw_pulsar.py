@@ -5,7 +5,6 @@ subscription acknowledging each message."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from typing import Any
 
@@ -33,9 +32,10 @@ class RawPulsar(Impl):
     name = "pulsar-client"
 
     async def setup(self) -> None:
-        log = logging.getLogger("bench.pulsar")
-        log.setLevel(logging.WARNING)
-        self.client = await asyncio.to_thread(pulsar.Client, URL, logger=log)
+        # Warnings and errors only, filtered by the client itself, as unibus configures it:
+        # a Python logger would be handed every DEBUG line (two per message sent).
+        self.client = await asyncio.to_thread(
+            pulsar.Client, URL, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
         self.producers: dict[str, Any] = {}
         self.consumers: dict[str, Any] = {}
 
