@@ -185,12 +185,14 @@ class KafkaConsumer(BaseConsumer):
             )
         fresh = [tp for tp in assigned
                  if committed.get(tp) is None or committed[tp].offset < 0]
-        starts = await self._start_offsets(
-            [tp for tp in fresh if tp.topic not in self._retry], self._start or "latest"
-        )
-        starts.update(await self._start_offsets(
-            [tp for tp in fresh if tp.topic in self._retry], "earliest"
-        ))
+        # Retry topics start at their earliest record; one lookup per distinct start.
+        by_start: dict[Any, list[Any]] = {}
+        for tp in fresh:
+            to = "earliest" if tp.topic in self._retry else self._start or "latest"
+            by_start.setdefault(to, []).append(tp)
+        starts: dict[Any, int] = {}
+        for to, tps in by_start.items():
+            starts.update(await self._start_offsets(tps, to))
         if starts:
             # Fix the new group's positions now, so whatever is published after consumer()
             # returns reaches the group even if these partitions move to another member.
@@ -320,10 +322,11 @@ class KafkaConsumer(BaseConsumer):
             # The hot path: no header is needed to hand a plain record out, so the message
             # is decoded on first use (KafkaDelivery), not here.
             topic, hi, rounds = tp.topic, offsets.prior_hi, offsets.prior_rounds
+            ref = tuple.__new__  # RecordRef(...) without its Python-level __new__
             for record in records:
                 offset = record.offset
                 out.append(KafkaDelivery(self, record, topic, rounds + 1 if offset < hi else 1,
-                                         RecordRef(tp, offset, epoch)))
+                                         ref(RecordRef, (tp, offset, epoch))))
             offsets.hand_out_many([record.offset for record in records])
         return out
 
