@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from unibus_nats import NATSBackend, NATSOptions
 from unibus_nats._names import dlq_stream, dlq_subject, stream_name, subject
-from unibus_nats._wire import from_nats, to_nats
+from nats.aio.client import Client
+from unibus_nats._client import UnibusClient
+from unibus_nats._wire import from_nats, header_block, to_nats
 
 import unibus
 from unibus.capabilities import DeliveryGuarantee, Ordering
@@ -46,6 +48,41 @@ def test_headers_nats_cannot_carry_verbatim_round_trip() -> None:
     assert back.headers == message.headers
     assert back.key == message.key
     assert back.id == message.id
+
+
+ODD = unibus.Message(
+    body=b"x", key=" spaced key ",
+    headers={"traceback": "line 1\nline 2\r\n", "pad": "  both  ", "empty": "",
+             "looks": "=?utf-8?b?aGk=?=", "Nats-Custom": "mine", "näme: odd": "v",
+             "utf": "ünïcødé ✓ 漢字", "tab": "\tx", "ctl": "a\x01b", "a/b": "c"},
+    subject="s", aggregate_version=3, correlation_id="c-1",
+)
+
+
+@pytest.mark.parametrize("message", [
+    unibus.Message(body=b"x"), ODD, ODD.replace(id=" odd\nid "), ODD.replace(headers={}),
+])
+async def test_header_blocks_parse_back_to_the_message(message: unibus.Message) -> None:
+    for _ in range(2):  # the second time from the remembered template
+        block = header_block(message, stream="S", msg_id=None)
+        headers = await UnibusClient()._process_headers(bytes(block))
+        assert headers is not None
+        assert headers["Nats-Expected-Stream"] == "S"
+        assert headers["Nats-Msg-Id"] == message.id.strip().replace("\n", " ")
+        assert from_nats(b"x", headers) == message
+        # nats-py's own parser reads the same block the same way
+        assert await Client._process_headers(UnibusClient(), bytes(block)) == headers
+
+
+@pytest.mark.parametrize("raw", [
+    b"NATS/1.0\r\na: b\r\n\r\n", b"NATS/1.0\r\n a : b \r\n\r\n", b"NATS/1.0\r\nx y: z\r\n\r\n",
+    b"NATS/1.0\r\n\xc3\xa4: v\r\nk:\xff\r\n\r\n", b"NATS/1.0\r\n\x01: v\r\nno colon\r\n\r\n",
+    b"NATS/1.0 408 Request Timeout\r\n\r\n", b"NATS/1.0 100 Idle Heartbeat\r\nA: 1\r\n\r\n",
+    b"NATS/1.0\r\n\r\n",
+])
+async def test_header_parsing_matches_nats_py(raw: bytes) -> None:
+    client = UnibusClient()
+    assert await client._process_headers(raw) == await Client._process_headers(client, raw)
 
 
 def test_options_from_url_and_keywords() -> None:

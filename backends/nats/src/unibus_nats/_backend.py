@@ -14,7 +14,6 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -26,6 +25,7 @@ from unibus.protocols import Consumer, DeadLetterQueue, Producer, StartAt
 from unibus.topology import TopicSpec
 from unibus_nats import _names
 from unibus_nats._capabilities import declare
+from unibus_nats._client import UnibusClient
 from unibus_nats._consumer import JetStreamConsumer
 from unibus_nats._core import CoreConsumer
 from unibus_nats._dead_letters import DeadLetterWriter, NATSDeadLetterQueue
@@ -48,7 +48,7 @@ class NATSBackend(BaseBackend):
         super().__init__(url, options)
         self.options: NATSOptions = options
         self.servers, self._auth = _servers(self.parts)
-        self._nc: Client | None = None
+        self._nc: UnibusClient | None = None
         self._js: JetStreamContext | None = None
         self._topology: Topology | None = None
         self._closed = False
@@ -93,7 +93,8 @@ class NATSBackend(BaseBackend):
             kwargs["tls"] = _tls_context(o)
         with boundary("connect", f"connecting to {', '.join(self.servers)}"):
             try:
-                nc = await asyncio.wait_for(nats.connect(**kwargs), o.connect_timeout * 2)
+                nc = UnibusClient()
+                await asyncio.wait_for(nc.connect(**kwargs), o.connect_timeout * 2)
             except TimeoutError:
                 raise ConnectionFailedError(
                     f"no NATS server answered at {', '.join(self.servers)} within "
@@ -114,7 +115,7 @@ class NATSBackend(BaseBackend):
             self._js = js
             self._topology = Topology(js, o, self.name)
 
-    def _conn(self) -> tuple[Client, JetStreamContext, Topology]:
+    def _conn(self) -> tuple[UnibusClient, JetStreamContext, Topology]:
         if self._closed:
             raise ClosedError("the NATS backend is closed")
         if self._nc is None:
@@ -142,8 +143,8 @@ class NATSBackend(BaseBackend):
     def producer(self) -> Producer:
         if self.options.mode == "core":
             return self.own(CoreProducer(self._core_conn(), self.capabilities, self.options))  # type: ignore[no-any-return]
-        _, js, topology = self._conn()
-        return self.own(JetStreamProducer(js, topology, self.capabilities, self.options))  # type: ignore[no-any-return]
+        nc, js, topology = self._conn()
+        return self.own(JetStreamProducer(nc, js, topology, self.capabilities, self.options))  # type: ignore[no-any-return]
 
     async def consumer(
         self, topics: Sequence[str], *, group: str | None = None,
@@ -175,7 +176,7 @@ class NATSBackend(BaseBackend):
                                   backend=self.name)
         nc, js, topology = self._conn()
         _names.subject(topic)
-        replayer = JetStreamProducer(js, topology, self.capabilities, self.options)
+        replayer = JetStreamProducer(nc, js, topology, self.capabilities, self.options)
 
         async def publish(target: str, message: Message, msg_id: str) -> object:
             return await replayer.publish(target, message, msg_id=msg_id)

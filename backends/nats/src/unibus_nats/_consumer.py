@@ -224,15 +224,16 @@ class JetStreamConsumer(BaseConsumer):
             pull.request_over.set()
 
     def _deliver(self, pull: _Pull, msg: Msg) -> None:
-        metadata = msg.metadata
-        pull.last_sequence = max(pull.last_sequence, metadata.sequence.stream)
+        sequence, delivered = _sequence_and_count(msg)
+        if sequence > pull.last_sequence:
+            pull.last_sequence = sequence
         try:
             message = from_nats(msg.data, msg.headers)
         except InvalidMessageError:
             message = Message(body=msg.data)  # a foreign producer's unusable headers
         delivery = NATSDelivery(
-            self, message, topic=pull.topic, attempt=metadata.num_delivered,
-            position=Position(pull.topic, metadata.sequence.stream), raw=msg)
+            self, message, topic=pull.topic, attempt=delivered,
+            position=Position(pull.topic, sequence), raw=msg)
         self._outstanding.add(delivery)
         self._push(delivery)
 
@@ -254,11 +255,13 @@ class JetStreamConsumer(BaseConsumer):
     async def _ack(self, delivery: BaseDelivery) -> None:
         msg: Msg = delivery.raw
         try:
+            if self.options.double_ack:
+                await msg.ack_sync(timeout=self.options.publish_timeout)
+            else:
+                await msg.ack()  # on the wire with the next flush, as nats-py's ack does
+        except Exception:
             with boundary("settle", f"acking {delivery.message.id}"):
-                if self.options.double_ack:
-                    await msg.ack_sync(timeout=self.options.publish_timeout)
-                else:
-                    await msg.ack()
+                raise
         finally:
             self._forget(delivery)
 
@@ -339,3 +342,12 @@ class JetStreamConsumer(BaseConsumer):
         return f"<JetStreamConsumer topics={self.topics} group={self.group}>"
 
 
+def _sequence_and_count(msg: Msg) -> tuple[int, int]:
+    """Stream sequence and delivery count from the ack subject, without nats-py's full
+    metadata (timestamps and all): ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>...``
+    (9 tokens) or, with domain and account hash, the same shifted by two."""
+    tokens = msg.reply.split(".")
+    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[5]), int(tokens[4])
+    metadata = msg.metadata
+    return metadata.sequence.stream, metadata.num_delivered

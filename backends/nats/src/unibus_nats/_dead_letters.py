@@ -24,7 +24,7 @@ from unibus_nats import _names
 from unibus_nats._errors import boundary
 from unibus_nats._options import NATSOptions
 from unibus_nats._topology import Topology
-from unibus_nats._wire import from_nats, to_nats
+from unibus_nats._wire import from_nats, header_block
 
 __all__ = ["DeadLetterWriter", "NATSDeadLetterQueue", "PublishFn"]
 
@@ -52,8 +52,9 @@ class DeadLetterWriter:
         dedup = f"dlq:{group or ''}:{sequence}:{message.id}"
         with boundary("settle", f"dead-lettering {message.id} of {topic!r}"):
             await self.js.publish(
-                _names.dlq_subject(topic, group), dead.body, stream=stream,
-                timeout=self.options.publish_timeout, headers=to_nats(dead, msg_id=dedup),
+                _names.dlq_subject(topic, group), dead.body,
+                timeout=self.options.publish_timeout,
+                headers=header_block(dead, stream=stream, msg_id=dedup),  # type: ignore[arg-type]
             )
 
 

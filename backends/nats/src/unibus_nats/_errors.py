@@ -8,6 +8,7 @@ PublishError, a failed ack a SettlementError, ...).
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import Literal
 
@@ -48,6 +49,7 @@ _BY_OPERATION: dict[Operation, type[errors.UnibusError]] = {
 }
 
 
+@functools.cache
 def _mapping(operation: Operation) -> ExceptionMapping:
     fallback = _BY_OPERATION[operation]
     specific: ExceptionMapping = {

@@ -23,10 +23,12 @@ from unibus.errors import (
 )
 from unibus.message import Message, Receipt
 from unibus_nats import _names
+from unibus_nats._client import UnibusClient
 from unibus_nats._errors import boundary
 from unibus_nats._options import NATSOptions
+from unibus_nats._publisher import PubAckReply, Publisher
 from unibus_nats._topology import Topology
-from unibus_nats._wire import to_nats
+from unibus_nats._wire import header_block
 
 __all__ = ["CoreProducer", "JetStreamProducer"]
 
@@ -51,12 +53,17 @@ class JetStreamProducer(_Producer):
     """Publishes into the topic's stream; each publish returns once its PubAck arrived."""
 
     def __init__(
-        self, js: JetStreamContext, topology: Topology, capabilities: Capabilities,
-        options: NATSOptions,
+        self, nc: UnibusClient, js: JetStreamContext, topology: Topology,
+        capabilities: Capabilities, options: NATSOptions,
     ) -> None:
         super().__init__(capabilities, options)
+        self.nc = nc
         self.js = js
         self.topology = topology
+        self._publisher = Publisher(nc)
+        self._pending = 0  # windows awaiting their PubAcks
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def publish(
         self, topic: str, message: Message, *, delay: float | None = None,
@@ -71,10 +78,10 @@ class JetStreamProducer(_Producer):
                 try:
                     ack = await self.js.publish(
                         subject, message.body, timeout=self.options.publish_timeout,
-                        stream=stream, headers=to_nats(message, msg_id=msg_id),
+                        headers=header_block(message, stream=stream, msg_id=msg_id),  # type: ignore[arg-type]
                     )
                 except nats.errors.MaxPayloadError:
-                    raise _too_large(message, self.js) from None
+                    raise _too_large(message, self.nc) from None
                 except nats.js.errors.NoStreamResponseError:
                     if attempt == 2:
                         raise
@@ -104,31 +111,30 @@ class JetStreamProducer(_Producer):
     ) -> list[Receipt]:
         """Send up to ``publish_window`` messages back to back, then await their PubAcks."""
         timeout = self.options.publish_timeout
-        futures: list[asyncio.Future[api.PubAck]] = []
+        max_payload = self.nc.max_payload
+        items = []
+        for message in messages:
+            if len(message.body) > max_payload:
+                raise _too_large(message, self.nc)
+            items.append((message.body, header_block(message, stream=stream)))
+        self._pending += 1
+        self._idle.clear()
         try:
             with boundary("publish", f"publishing {len(messages)} messages to {topic!r}"):
-                async with asyncio.timeout(timeout):  # one deadline, not a task per message
-                    for message in messages:
-                        try:
-                            futures.append(await self.js.publish_async(
-                                subject, message.body, stream=stream, headers=to_nats(message)))
-                        except nats.errors.MaxPayloadError:
-                            raise _too_large(message, self.js) from None
-                done, pending = await asyncio.wait(futures, timeout=timeout)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-        for future in pending:
-            future.cancel()
+                outcomes = await self._publisher.publish(subject, items, timeout)
+        finally:
+            self._pending -= 1
+            if not self._pending:
+                self._idle.set()
         receipts: list[Receipt] = []
         failure: BaseException | None = None
-        for message, future in zip(messages, futures, strict=True):
-            if future in done and future.exception() is None:
-                receipts.append(_receipt(topic, message, future.result()))
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if isinstance(outcome, PubAckReply):
+                receipts.append(Receipt(
+                    topic=topic, message_id=message.id, sequence=outcome.seq,
+                    broker_id=f"{outcome.stream}:{outcome.seq}", duplicate=outcome.duplicate))
             elif failure is None:
-                failure = future.exception() if future in done else OperationTimeoutError(
-                    f"no PubAck within {timeout}s")
+                failure = outcome or OperationTimeoutError(f"no PubAck within {timeout}s")
         if failure is not None:
             if isinstance(failure, nats.js.errors.NoStreamResponseError):
                 self.topology.forget(topic)
@@ -144,11 +150,12 @@ class JetStreamProducer(_Producer):
         if self._closed:
             return
         self._closed = True
-        if self.js.publish_async_pending():
+        if self._pending:
             # On timeout their publishers already got (or will get) a PublishError.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.js.publish_async_completed(),
-                                       self.options.publish_timeout)
+                await asyncio.wait_for(self._idle.wait(), self.options.publish_timeout)
+        with contextlib.suppress(Exception):
+            await self._publisher.close()
 
 
 class CoreProducer(_Producer):
@@ -171,7 +178,8 @@ class CoreProducer(_Producer):
         with boundary("publish", f"publishing to {topic!r}"):
             for message in messages:
                 try:
-                    await self.nc.publish(subject, message.body, headers=to_nats(message))
+                    await self.nc.publish(subject, message.body,
+                                          headers=header_block(message))  # type: ignore[arg-type]
                 except nats.errors.MaxPayloadError:
                     raise MessageTooLargeError(
                         encoded_size(message), self.nc.max_payload, "nats (server max_payload)"
@@ -183,10 +191,10 @@ class CoreProducer(_Producer):
         self._closed = True
 
 
-def _too_large(message: Message, js: JetStreamContext) -> MessageTooLargeError:
+def _too_large(message: Message, nc: Client) -> MessageTooLargeError:
     """The server's max_payload is below the max_message_size option."""
-    limit = js._nc.max_payload
-    return MessageTooLargeError(encoded_size(message), limit, "nats (server max_payload)")
+    return MessageTooLargeError(encoded_size(message), nc.max_payload,
+                                "nats (server max_payload)")
 
 
 def _receipt(topic: str, message: Message, ack: api.PubAck) -> Receipt:
