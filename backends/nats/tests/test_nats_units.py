@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from unibus_nats import NATSBackend, NATSOptions
-from unibus_nats._names import dlq_stream, dlq_subject, stream_name, subject
 from nats.aio.client import Client
+from unibus_nats import NATSBackend, NATSOptions
 from unibus_nats._client import UnibusClient
+from unibus_nats._names import dlq_stream, dlq_subject, stream_name, subject
 from unibus_nats._wire import from_nats, header_block, to_nats
 
 import unibus
