@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import _pulsar  # type: ignore[import-not-found]
 import pulsar  # type: ignore[import-untyped]
 import pulsar.asyncio as pulsar_asyncio  # type: ignore[import-untyped]
 
@@ -51,18 +52,15 @@ log = logging.getLogger("unibus.pulsar")
 
 _OK = pulsar.Result.Ok
 
+#: Messages taken one callback each before the rest of a burst is polled (see _drain).
+_BURST = 64
+
 _TYPES = {
     "shared": pulsar.ConsumerType.Shared,
     "key_shared": pulsar.ConsumerType.KeyShared,
     "failover": pulsar.ConsumerType.Failover,
     "exclusive": pulsar.ConsumerType.Exclusive,
 }
-
-
-def _log_failed_ack(result: Any) -> None:
-    # Runs on a client thread; the message will be redelivered.
-    if result != pulsar.Result.Ok:
-        log.warning("pulsar: an acknowledgement failed (%s); the broker will redeliver", result)
 
 
 class _Slots:
@@ -142,7 +140,19 @@ class _Receiver:
             if result != _OK:
                 raise pulsar_asyncio.PulsarException(result)
             out.append(msg)
+            if len(out) == _BURST:
+                self._drain(out, limit)
+                break
         return out
+
+    def _drain(self, out: list[Any], limit: int) -> None:
+        """The rest of a burst by the client's non-blocking receive (no callback per
+        message); it reports the empty queue with a Timeout, which costs more than a few
+        callbacks, so only a long burst comes this way."""
+        poll = self._inner.receive
+        with contextlib.suppress(_pulsar.Timeout):
+            while len(out) < limit:
+                out.append(poll(0))
 
     async def arrival(self) -> None:
         """Until the outstanding receive completes (the next :meth:`take` returns it); call
@@ -337,10 +347,16 @@ class PulsarConsumer(BaseConsumer):
     async def _ack(self, delivery: BaseDelivery) -> None:
         # Pulsar sends no receipt for an acknowledgement: the client groups acks and sends
         # them within 100 ms (and on close). Handing it over is all there is to wait for, so
-        # no thread round trip per ack; a failure is logged and the broker redelivers.
+        # no thread round trip per ack. The client's acknowledge() returns when its grouping
+        # tracker took the ack (ack receipts, which would make it wait, are not enabled), so
+        # it does not block the loop, and it costs less than a callback into Python per ack.
+        # A failure is logged and the broker redelivers.
         pc, msg = delivery.raw
         try:
-            pc._consumer.acknowledge_async(msg, _log_failed_ack)
+            pc._consumer.acknowledge(msg)
+        except _pulsar.PulsarException as exc:
+            log.warning("pulsar: an acknowledgement failed (%s); the broker will redeliver",
+                        result_name(exc) or exc)
         finally:
             self._slots.release()
 
