@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +18,22 @@ from unibus.devstack import DevStack, DevStackError, _process
 
 pytestmark = pytest.mark.timeout(240)
 
-NATS_PORTS = {"client": 14223, "monitor": 18223}
-RABBITMQ_PORTS = {"amqp": 15673, "management": 15674}
-REDIS_PORTS = {"client": 16381}
-POSTGRES_PORTS = {"client": 15433}
+
+
+def free_port(*, also_free: int = 0) -> int:
+    """A loopback port nobody listens on (nor on ``port + also_free``, for RabbitMQ's
+    distribution port), so parallel runs of these tests do not collide."""
+    while True:
+        port = random.randrange(20000, 32000)  # below the ephemeral range
+        if not any(_process.port_open(p) for p in {port, port + also_free}):
+            return port
+
+
+# Drawn once per run: every test of a run uses the same private ports.
+NATS_PORTS = {"client": free_port(), "monitor": free_port()}
+RABBITMQ_PORTS = {"amqp": free_port(also_free=20000), "management": free_port()}
+REDIS_PORTS = {"client": free_port()}
+POSTGRES_PORTS = {"client": free_port()}
 
 
 def processes_mentioning(path: Path) -> list[int]:
@@ -92,8 +105,7 @@ async def test_stores_keep_data_across_a_sigkill(private: DevStack) -> None:
     for name in ("redis", "postgres"):
         again = await asyncio.to_thread(private.restart, name, kill=True)
         assert again.state == "running"
-    # appendfsync everysec: a write acknowledged just before a SIGKILL of the process (not of
-    # the machine) is in the kernel already and survives.
+    # appendfsync always: a write acknowledged just before a SIGKILL is on disk.
     client = redis.from_url(cache.url)
     assert await client.get("kept") == b"yes"
     await client.aclose()

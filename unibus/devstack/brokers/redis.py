@@ -36,7 +36,10 @@ def prepare(state: Path, cache: Path, *, ports: Mapping[str, int]) -> Launch:
         'logfile ""\n'  # stdout, i.e. the launcher's log
         f'dir "{state}"\n'
         "appendonly yes\n"
-        "appendfsync everysec\n"
+        # Every acknowledged write is on disk first, as with a PostgreSQL commit. With
+        # `everysec`, Redis postpones the write (not only the fsync) while a background fsync
+        # runs, so even a crash of the process alone lost completions a test had been told of.
+        "appendfsync always\n"
         'save ""\n'  # the append-only file is the persistence; no RDB snapshots besides
     )
     return Launch(argv=[binary, str(config)], env={}, cwd=state)
