@@ -49,6 +49,7 @@ class KafkaDelivery(BaseDelivery):
             record = self._record
             message = decode(record, record_headers(record))
             _MESSAGE.__set__(self, message)
+            self._record = None  # its headers now live in the message
         return message
 
     @message.setter
