@@ -5,7 +5,7 @@ The cluster lives in ``<state>/data`` (created by ``initdb`` on first start, tru
 database ``unibus``) and ``postgres`` runs in the foreground under the launcher, listening on
 127.0.0.1 only. PostgreSQL refuses to run as root; as root the launcher runs it in a user
 namespace where it is the unprivileged ``postgres`` user while its files stay the launcher's
-(see docs/design/stores-postgres.md), or, where user namespaces are not allowed, as the
+(see docs/design/stores-devstack.md), or, where user namespaces are not allowed, as the
 ``postgres`` user itself with the state directory handed over to it.
 """
 
