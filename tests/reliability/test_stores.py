@@ -266,3 +266,31 @@ async def test_postgres_marker_written_in_the_applications_transaction(
     finally:
         await app.close()
         await store.close()
+
+
+async def test_server_store_gives_the_runner_effectively_once(
+        server: tuple[str, str, str]) -> None:
+    """Redeliveries (here: the same message published three times) run the handler once."""
+    store = await open_store(*server)
+    processed: list[str] = []
+
+    async def handler(message: unibus.Message) -> None:
+        processed.append(message.id)
+
+    try:
+        async with unibus.connect("memory://", dedup_window=0) as bus:
+            sub = await bus.subscribe("charges", handler, group="billing", idempotency=store,
+                                      concurrency=4)
+            messages = [unibus.Message(body=f"charge {i}".encode()) for i in range(5)]
+            for message in messages * 3:
+                await bus.publish("charges", message)
+
+            async def settled() -> bool:
+                return sub.stats.processed + sub.stats.duplicates == 15
+
+            await until(settled)
+            await sub.stop()
+        assert sorted(processed) == sorted(m.id for m in messages)
+        assert sub.stats.duplicates == 10
+    finally:
+        await store.close()
