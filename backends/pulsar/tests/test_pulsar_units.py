@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Iterator
 
 import _pulsar  # type: ignore[import-not-found]
 import httpx
@@ -10,6 +12,7 @@ import pulsar  # type: ignore[import-untyped]
 import pulsar.asyncio as pulsar_asyncio  # type: ignore[import-untyped]
 import pytest
 from unibus_pulsar import PulsarBackend, PulsarOptions
+from unibus_pulsar._backend import client_logger
 from unibus_pulsar._dead_letters import acknowledged
 from unibus_pulsar._errors import boundary
 from unibus_pulsar._names import Names, decode_position, encode_position
@@ -196,3 +199,31 @@ async def test_lookups_are_retried_while_the_broker_comes_back() -> None:
 
     with pytest.raises(unibus.ConnectionFailedError):
         await while_unavailable(down, within=0.3)
+
+
+# -- the client's log ----------------------------------------------------------------------
+
+@pytest.fixture
+def client_log() -> Iterator[logging.Logger]:
+    logger = logging.getLogger("unibus.pulsar.client")
+    before = logger.level
+    yield logger
+    logger.setLevel(before)  # also clears the logger's isEnabledFor cache
+
+
+@pytest.mark.parametrize(("level", "expected"), [
+    (logging.WARNING, _pulsar.LoggerLevel.Warn),
+    (logging.INFO, _pulsar.LoggerLevel.Info),
+    (logging.ERROR, _pulsar.LoggerLevel.Error),
+])
+def test_client_log_is_filtered_by_the_client_above_debug(
+        client_log: logging.Logger, level: int, expected: object) -> None:
+    client_log.setLevel(level)
+    given = client_logger()
+    assert isinstance(given, pulsar.ConsoleLogger)
+    assert given.log_level == expected
+
+
+def test_client_log_goes_through_python_logging_at_debug(client_log: logging.Logger) -> None:
+    client_log.setLevel(logging.DEBUG)
+    assert client_logger() is client_log
