@@ -8,6 +8,7 @@ from typing import Any
 import aiormq.exceptions as amqp
 import pytest
 from aiormq.abc import DeliveredMessage
+from pamqp import encode
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 from unibus_rabbitmq import RabbitMQBackend, RabbitMQOptions, _errors, _wire
@@ -103,6 +104,16 @@ def test_envelope_survives_the_wire() -> None:
     got, incoming = _wire.decode(_delivered(props, b"{}"))
     assert got == sent
     assert incoming.attempt == 2 + 1 + 1
+
+
+@pytest.mark.parametrize("table", [
+    {}, {"a": "b"}, {"z": "1", "a": "ünï", "m": ""}, {"x-unibus-attempts": 3, "big": 2**40},
+    {"k" * 130: "long name"}, {"nested": {"n": "v"}, "list": ["a", 1], "t": True, "f": 1.5},
+])
+def test_header_tables_are_encoded_exactly_as_pamqp_does(table: dict[str, Any]) -> None:
+    assert _wire.field_table(table) == encode.field_table(table)
+    props = dict(headers=table or None, delivery_mode=2, message_id="m", content_type="a/b")
+    assert _wire._Properties(**props).marshal() == Basic.Properties(**props).marshal()
 
 
 def test_attempt_on_classic_queues_uses_the_redelivered_flag() -> None:

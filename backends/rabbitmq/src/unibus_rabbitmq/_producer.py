@@ -65,9 +65,12 @@ class Publisher:
         self, exchange: str, routing_key: str, body: bytes, props: Basic.Properties
     ) -> None:
         channel = await self._underlay()
+        # wait=False: not a drain of the socket per message; the confirm awaited here comes
+        # after the frames were written anyway, so the guarantee is the same.
         await channel.basic_publish(
             body, exchange=exchange, routing_key=routing_key, properties=props,
             mandatory=True, timeout=self._options.publish_timeout,
+            wait=False,  # type: ignore[call-arg]  # aiormq's Channel has it, its ABC not
         )
 
     async def close(self) -> None:

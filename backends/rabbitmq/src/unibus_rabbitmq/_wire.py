@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Mapping
 from typing import Any
 
 from aiormq.abc import DeliveredMessage
+from pamqp import encode
 from pamqp.commands import Basic
 
 from unibus.errors import InvalidMessageError
@@ -54,7 +56,7 @@ def properties(
         headers[KEY_HEADER] = message.key
     if attempts:
         headers[ATTEMPTS_HEADER] = attempts
-    return Basic.Properties(
+    return _Properties(
         content_type=message.content_type,
         delivery_mode=2,
         priority=_priority(message),
@@ -65,6 +67,41 @@ def properties(
         # than the rest of the properties together.
         headers=headers,
     )
+
+
+class _Properties(Basic.Properties):
+    """``Basic.Properties`` whose header table is encoded by :func:`field_table`.
+
+    pamqp encodes a table value by value through its generic type dispatch, about 20 us for
+    the envelope's headers, more than the rest of a publish's framing together. No
+    ``__slots__`` here: pamqp iterates ``self.__slots__``, which must stay the parent's.
+    """
+
+    def encode_property(self, name: str, value: Any) -> bytes:
+        if name == "headers" and isinstance(value, dict):
+            return field_table(value)
+        result: bytes = super().encode_property(name, value)
+        return result
+
+
+_LENGTH = struct.Struct(">I")
+
+
+def field_table(table: dict[str, Any]) -> bytes:
+    """What ``pamqp.encode.field_table`` gives, with string values (all of the envelope's)
+    encoded inline; other values and over-long names go through pamqp."""
+    parts = []
+    for name, value in sorted(table.items()):
+        key = name.encode()
+        if len(key) > 128:
+            return encode.field_table(table)  # pamqp truncates (and warns)
+        if type(value) is str:
+            text = value.encode()
+            parts.append(b"%c%sS%s%s" % (len(key), key, _LENGTH.pack(len(text)), text))
+        else:
+            parts.append(b"%c%s%s" % (len(key), key, encode.encode_table_value(value)))
+    data = b"".join(parts)
+    return _LENGTH.pack(len(data)) + data
 
 
 def _priority(message: Message) -> int | None:
