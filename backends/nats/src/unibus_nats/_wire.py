@@ -170,6 +170,8 @@ def from_nats(body: bytes, headers: Mapping[str, str] | None) -> Message:
     for name, value in (headers or {}).items():
         if name.startswith("Nats-"):
             continue
-        decoded[_decode(name)] = _decode(value)
+        if name.startswith("=?"):
+            name = _decode(name)
+        decoded[name] = _decode(value) if value.startswith("=?") else value
     key = decoded.pop(KEY_HEADER, None)
     return Message.from_wire(body, decoded, key=key)
