@@ -24,6 +24,7 @@ async def main(url: str, topic: str, group: str, store_path: str, options: str) 
     effects = await aiosqlite.connect(store_path, isolation_level=None, timeout=30)
     await effects.execute("PRAGMA busy_timeout=30000")
     await effects.execute("CREATE TABLE IF NOT EXISTS effects (id TEXT, poison INTEGER)")
+    await effects.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT)")  # every handler call
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
 
@@ -31,6 +32,8 @@ async def main(url: str, topic: str, group: str, store_path: str, options: str) 
     lock = asyncio.Lock()  # one connection: its transactions must not interleave
 
     async def handler(message: unibus.Message) -> None:
+        async with lock:
+            await effects.execute("INSERT INTO runs(id) VALUES (?)", (message.id,))
         if message.headers.get("poison") == "1" and not fixed:
             raise ValueError("poison order")
         # The side effect and the processed marker commit in one transaction.
