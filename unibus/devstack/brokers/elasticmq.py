@@ -27,7 +27,9 @@ def prepare(state: Path, cache: Path, *, ports: Mapping[str, int]) -> Launch:
     lib = _jars.resolve("elasticmq", cache)
     state.mkdir(parents=True, exist_ok=True)
     conf = state / "elasticmq.conf"
-    # Queues and messages persist in the state dir, so a restart keeps them.
+    # Queues and messages persist in the state dir, so a restart keeps them. H2 writes a
+    # commit out at once (WRITE_DELAY=0) instead of within 500 ms, so a SIGKILLed server keeps
+    # every message whose send it acknowledged.
     conf.write_text(
         'include classpath("application.conf")\n'
         f'node-address {{ protocol = http, host = 127.0.0.1, port = {port}, context-path = "" }}\n'
@@ -36,7 +38,7 @@ def prepare(state: Path, cache: Path, *, ports: Mapping[str, int]) -> Launch:
         "rest-stats { enabled = false }\n"
         "queues-storage { enabled = true, path = \"" + str(state / "queues.conf") + "\" }\n"
         "messages-storage { enabled = true, uri = \"jdbc:h2:" + str(state / "messages")
-        + "\" }\n"
+        + ";WRITE_DELAY=0\" }\n"
     )
     argv = ["java", "-Xms64m", "-Xmx384m", f"-Dconfig.file={conf}", "-cp", f"{lib}/*",
             "org.elasticmq.server.Main"]

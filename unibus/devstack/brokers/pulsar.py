@@ -67,8 +67,10 @@ def _ready(admin: int) -> bool:
 
 def spec(ports: Mapping[str, int]) -> BrokerSpec:
     ready = functools.partial(_ready, ports["admin"])
-    return BrokerSpec(name="pulsar", version=VERSION, ports=dict(ports),
-                      url=f"pulsar://127.0.0.1:{ports['broker']}",
+    url = f"pulsar://127.0.0.1:{ports['broker']}"
+    if ports["admin"] != PORTS["admin"]:  # the backend's default admin URL is <host>:8080
+        url += f"?admin_url=http://127.0.0.1:{ports['admin']}"
+    return BrokerSpec(name="pulsar", version=VERSION, ports=dict(ports), url=url,
                       prepare=functools.partial(prepare, ports=ports), ready=ready,
                       start_timeout=240.0)
 
