@@ -98,6 +98,7 @@ async def test_native_redrive_moves_a_crash_looping_message(tmp_path: object) ->
             await asyncio.sleep(0.2)  # polling interval
         assert dead[0].message.id == message.id
         assert "maxReceiveCount" in dead[0].reason
+        assert dead[0].attempts == 2, "delivered maxReceiveCount times before the move"
 
 
 async def test_visibility_is_extended_for_a_slow_handler() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -73,7 +74,27 @@ class SQSDeadLetterQueue:
                 break
             for raw in messages:
                 found[raw["MessageId"]] = self._entry(raw)
+        if any(e.dead.reason == _NATIVE_REASON for e in found.values()):
+            received = await self._redrive_limit()
+            for entry in found.values():
+                if entry.dead.reason == _NATIVE_REASON:
+                    entry.dead = dataclasses.replace(entry.dead, attempts=received)
         return sorted(found.values(), key=lambda e: e.sent)
+
+    async def _redrive_limit(self) -> int:
+        """The source queue's maxReceiveCount: how often SQS delivered a message it moved."""
+        t = self.topology
+        name = (t.names.group_queue(self.topic, self.group) if t.sns_mode and self.group
+                else t.names.topic_queue(self.topic))
+        with contextlib.suppress(UnibusError):
+            url = await t.queue_url(name, create=False, topic=self.topic)
+            with boundary("reading the redrive policy", default=TopologyError):
+                reply = await t.clients.sqs.get_queue_attributes(
+                    QueueUrl=url, AttributeNames=["RedrivePolicy"])
+            policy = reply.get("Attributes", {}).get("RedrivePolicy")
+            if policy:
+                return int(json.loads(policy)["maxReceiveCount"])
+        return 0  # the policy is gone (queue deleted or changed): the count is unknown
 
     def _entry(self, raw: dict[str, Any]) -> _Entry:
         message = decode(raw.get("Body", ""), raw.get("MessageAttributes"))
