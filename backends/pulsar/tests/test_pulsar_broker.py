@@ -103,6 +103,21 @@ async def test_partitioned_topic_with_retention_and_groups(bus: unibus.Bus, topi
     assert f"persistent://{pulsar_support.NAMESPACE}/{topic}" not in topics
 
 
+async def test_a_deleted_topic_stays_deleted_while_the_bus_is_open(
+        bus: unibus.Bus, topic: str) -> None:
+    await bus.publish(topic, b"before")
+    await bus.delete_topic(topic)
+    # A client producer left open reconnects within its first backoff (100 ms) and, with
+    # auto-creation, would re-create the topic well inside this window.
+    full = f"persistent://{pulsar_support.NAMESPACE}/{topic}"
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        assert full not in await admin_get(f"/admin/v2/persistent/{pulsar_support.NAMESPACE}")
+        await asyncio.sleep(0.3)  # polling interval
+    receipt = await bus.publish(topic, b"after")  # a new producer for the new topic
+    assert receipt.topic == topic
+
+
 async def test_namespace_deduplication_is_enabled(bus: unibus.Bus) -> None:
     assert await admin_get(f"/admin/v2/namespaces/{pulsar_support.NAMESPACE}/deduplication")
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import urllib.parse
+import weakref
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -65,6 +66,7 @@ class PulsarBackend(BaseBackend):
         self._client: pulsar_asyncio.Client | None = None
         self._topology: Topology | None = None
         self._unbatched: PulsarProducer | None = None
+        self._producers: weakref.WeakSet[PulsarProducer] = weakref.WeakSet()
         self.dead_letter_writer = DeadLetterWriter(self)
         self._closed = False
 
@@ -123,6 +125,7 @@ class PulsarBackend(BaseBackend):
         """One entry per message: dead letters and their replays."""
         if self._unbatched is None:
             self._unbatched = PulsarProducer(self, batched=False)
+            self._producers.add(self._unbatched)
         return self._unbatched
 
     def _client_kwargs(self) -> dict[str, Any]:
@@ -196,7 +199,9 @@ class PulsarBackend(BaseBackend):
 
     def producer(self) -> Producer:
         self.client  # noqa: B018  (raises ClosedError when not usable)
-        return self.own(PulsarProducer(self))  # type: ignore[no-any-return]
+        producer = PulsarProducer(self)
+        self._producers.add(producer)
+        return self.own(producer)  # type: ignore[no-any-return]
 
     async def consumer(
         self, topics: Sequence[str], *, group: str | None = None,
@@ -239,6 +244,10 @@ class PulsarBackend(BaseBackend):
         await self.topology.provision(spec)
 
     async def delete_topic(self, topic: str) -> None:
+        # A client producer left open on a deleted topic reconnects and, with the broker's
+        # auto-creation, brings the topic back: close ours first.
+        for producer in list(self._producers):
+            await producer.release(topic)
         await self.topology.delete(topic)
 
     @classmethod

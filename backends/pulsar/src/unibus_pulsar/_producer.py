@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from unibus.errors import (
     ConfigError,
     PublishError,
     TopicNotFoundError,
+    UnibusError,
 )
 from unibus.message import Message, Receipt
 from unibus_pulsar._bridge import call
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from unibus_pulsar._backend import PulsarBackend
 
 __all__ = ["PulsarProducer"]
+
+log = logging.getLogger("unibus.pulsar")
 
 _COMPRESSION = {
     "none": pulsar.CompressionType.NONE,
@@ -234,6 +238,19 @@ class PulsarProducer:
         producers, self._producers = self._producers, {}
         await asyncio.gather(*(self._close_one(t, p) for t, p in producers.items()),
                              return_exceptions=True)
+
+    async def release(self, topic: str) -> None:
+        """Flush and close the client producers of ``topic`` and of its dead-letter and retry
+        topics, which are about to be deleted; a later publish opens a new one."""
+        prefix = topic + "-"
+        for name in [t for t in self._producers
+                     if t == topic or (t.startswith(prefix) and t.endswith(("-DLQ", "-RETRY")))]:
+            producer = self._producers.pop(name)
+            try:
+                await self._close_one(name, producer)
+            except UnibusError as exc:  # the topic is going anyway
+                log.warning("pulsar: closing the producer of %s before deleting it: %s",
+                            name, exc)
 
     @staticmethod
     async def _close_one(topic: str, producer: pulsar_asyncio.Producer) -> None:
