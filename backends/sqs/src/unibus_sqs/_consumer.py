@@ -37,6 +37,8 @@ __all__ = ["SQSConsumer", "Source"]
 log = logging.getLogger("unibus.sqs")
 
 _MAX_VISIBILITY = 43200  # 12 hours, the SQS ceiling
+# Only what a delivery uses: "All" has every message carry (and the client parse) six more.
+_SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount"]
 
 
 @dataclasses.dataclass
@@ -165,7 +167,7 @@ class SQSConsumer(BaseConsumer):
             reply: dict[str, Any] = await self.topology.clients.sqs.receive_message(
                 QueueUrl=source.url, MaxNumberOfMessages=room,
                 WaitTimeSeconds=self.options.wait_time,
-                AttributeNames=["All"], MessageAttributeNames=["All"])
+                AttributeNames=_SYSTEM_ATTRIBUTES, MessageAttributeNames=["All"])
             return reply
         finally:
             self._polling.discard(task)
@@ -292,6 +294,7 @@ class SQSConsumer(BaseConsumer):
                     await self._change_visibility(url, handles[i:i + 10], 0)
 
     async def _finish(self) -> None:
+        await self._deletes.close()
         await self._drop_private()
 
     async def _drop_private(self) -> None:
