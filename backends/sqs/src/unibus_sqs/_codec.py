@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import re
@@ -33,13 +34,28 @@ _BAD_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _FIFO_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 # Envelope fields first: they stay native attributes when user headers must be packed.
 _FIRST = ("ce_id", "ce_type", "ce_source", "ce_time", "ce_specversion", KEY)
+_RANK = {name: rank for rank, name in enumerate(_FIRST)}
 
 Attributes = dict[str, dict[str, str]]
 
 
+@functools.lru_cache(maxsize=4096)
+def _native_name(name: str) -> bool:
+    # Header names repeat from message to message: check each once.
+    return bool(_NAME.match(name)) and ".." not in name
+
+
+def _text(value: str) -> bool:
+    """True when SQS accepts ``value`` as text (printable ASCII decided without a regex)."""
+    return (value.isascii() and value.isprintable()) or not _BAD_TEXT.search(value)
+
+
 def _native(name: str, value: str) -> bool:
-    return (bool(_NAME.match(name)) and ".." not in name and value != ""
-            and not _BAD_TEXT.search(value))
+    return value != "" and _native_name(name) and _text(value)
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def encode(message: Message, *, extra: Mapping[str, str] | None = None) -> tuple[str, Attributes]:
@@ -49,8 +65,8 @@ def encode(message: Message, *, extra: Mapping[str, str] | None = None) -> tuple
         headers.update(extra)
     if message.key is not None:
         headers[KEY] = message.key
-    ordered = sorted(headers.items(), key=lambda kv: (
-        _FIRST.index(kv[0]) if kv[0] in _FIRST else len(_FIRST)))
+    last = len(_FIRST)
+    ordered = sorted(headers.items(), key=lambda kv: _RANK.get(kv[0], last))
     body, marker = _encode_body(message.body)
     room = MAX_ATTRIBUTES - (1 if marker else 0)
     native = [(n, v) for n, v in ordered if _native(n, v)]
@@ -75,17 +91,16 @@ def _encode_body(body: bytes) -> tuple[str, str | None]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    if text is not None and not _BAD_TEXT.search(text):
+    if text is not None and _text(text):
         return text, None
     return base64.b64encode(body).decode("ascii"), "base64"
 
 
 def wire_size(body: str, attributes: Attributes) -> int:
     """Bytes SQS counts against its limit: body, attribute names, types and values."""
-    size = len(body.encode("utf-8"))
+    size = _utf8_len(body)
     for name, attr in attributes.items():
-        size += len(name.encode()) + len(attr["DataType"]) + len(
-            attr.get("StringValue", "").encode("utf-8"))
+        size += _utf8_len(name) + len(attr["DataType"]) + _utf8_len(attr.get("StringValue", ""))
     return size
 
 

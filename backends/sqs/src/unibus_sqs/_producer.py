@@ -28,6 +28,15 @@ def build_entry(
     extra: dict[str, str] | None = None, dedup: str | None = None, group: str | None = None,
 ) -> dict[str, Any]:
     """The SendMessage (or SNS Publish) arguments for ``message``; size checked first."""
+    return _sized_entry(message, fifo=fifo, sns=sns, delay=delay, extra=extra, dedup=dedup,
+                        group=group)[0]
+
+
+def _sized_entry(
+    message: Message, *, fifo: bool, sns: bool, delay: float | None = None,
+    extra: dict[str, str] | None = None, dedup: str | None = None, group: str | None = None,
+) -> tuple[dict[str, Any], int]:
+    """:func:`build_entry` and the bytes SQS counts for it (batches are cut by size)."""
     check_size(message, MAX_MESSAGE_SIZE, "sqs")
     body, attributes = encode(message, extra=extra)
     size = wire_size(body, attributes)
@@ -41,7 +50,7 @@ def build_entry(
         entry["MessageGroupId"] = group or fifo_id(
             message.key if message.key is not None else message.id)
         entry["MessageDeduplicationId"] = dedup or fifo_id(message.id)
-    return entry
+    return entry, size
 
 
 class SQSProducer:
@@ -98,8 +107,10 @@ class SQSProducer:
     async def publish_many(self, topic: str, messages: Sequence[Message], *,
                            delay: float | None = None) -> list[Receipt]:
         self._check(delay)
-        entries = [self._entry(m, delay) for m in messages]
-        chunks = _chunks(entries, self.topology.sns_mode)
+        fifo, sns = self.options.fifo, self.topology.sns_mode
+        sized = [_sized_entry(m, fifo=fifo, sns=sns, delay=delay) for m in messages]
+        entries = [entry for entry, _ in sized]
+        chunks = _chunks([size for _, size in sized])
         receipts: list[Receipt | None] = [None] * len(messages)
         failures: list[str] = []
 
@@ -165,19 +176,17 @@ class SQSProducer:
         self._closed = True  # every publish awaited its acknowledgement: nothing to flush
 
 
-def _chunks(entries: list[dict[str, Any]], sns: bool) -> list[list[int]]:
+def _chunks(sizes: list[int]) -> list[list[int]]:
     """Indexes in batches of at most 10 entries and 256 KiB of payload."""
     out: list[list[int]] = []
     current: list[int] = []
-    size = 0
-    body = "Message" if sns else "MessageBody"
-    for i, entry in enumerate(entries):
-        n = wire_size(entry[body], entry["MessageAttributes"])
-        if current and (len(current) == BATCH or size + n > MAX_MESSAGE_SIZE):
+    total = 0
+    for i, n in enumerate(sizes):
+        if current and (len(current) == BATCH or total + n > MAX_MESSAGE_SIZE):
             out.append(current)
-            current, size = [], 0
+            current, total = [], 0
         current.append(i)
-        size += n
+        total += n
     if current:
         out.append(current)
     return out
