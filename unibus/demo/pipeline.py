@@ -170,12 +170,15 @@ class Pipeline:
         self.payment.received.add(order.id)
         try:
             charge(order, delivery.attempt)
-        except IssuerUnavailable:
-            # The last nack spends the budget: the broker moves the order to the DLQ.
+        except IssuerUnavailable as exc:
+            if delivery.attempt >= MAX_ATTEMPTS:
+                # The budget is spent: dead-letter with the issuer's answer as the reason
+                # (a last nack would do it too, but could only say "failed 3 attempts").
+                await delivery.dead_letter(f"payment failed {delivery.attempt} times: {exc}")
+                self.payment.dead_lettered.add(order.id)
+                return
             await delivery.nack(delay=BACKOFF.delay(delivery.attempt))
             self.payment.retries += 1
-            if delivery.attempt >= MAX_ATTEMPTS:
-                self.payment.dead_lettered.add(order.id)
             return
         await self._forward(delivery, order, PAID, "order.payment-processed")
         await delivery.ack()
