@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 
 from unibus.backends._engine import queue
+from unibus.backends._engine.delivery import EmbeddedDelivery
 from unibus.backends._engine.options import EmbeddedOptions
 from unibus.backends._engine.store import Store, Waker
 from unibus.base import BaseConsumer, BaseDelivery
@@ -23,8 +24,6 @@ from unibus.errors import (
     SettlementError,
     UnibusError,
 )
-from unibus.message import Message
-from unibus.positions import Position
 from unibus.protocols import StartAt
 
 __all__ = ["EmbeddedConsumer"]
@@ -105,12 +104,9 @@ class EmbeddedConsumer(BaseConsumer):
             ConsumeError, queue.fetch, self.topics, self._grp, self._owner, room, now,
             now + self._options.lease_timeout,
         )
+        push = self._push
         for topic, seq, attempt, token, key, headers, body in taken:
-            message = Message.from_wire(body, json.loads(headers), key=key)
-            self._push(BaseDelivery(
-                self, message, topic=topic, attempt=attempt,
-                position=Position(topic, seq, 0), raw=(seq, token),
-            ))
+            push(EmbeddedDelivery(self, topic, seq, attempt, token, key, headers, body))
         return len(taken)
 
     # -- settlement hooks -------------------------------------------------------------------

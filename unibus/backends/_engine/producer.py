@@ -4,11 +4,11 @@ process are woken at once."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Sequence
 
 from unibus.backends._engine import log
+from unibus.backends._engine.codec import encode_headers
 from unibus.backends._engine.options import EmbeddedOptions
 from unibus.backends._engine.store import Store
 from unibus.base import check_size
@@ -49,8 +49,7 @@ class EmbeddedProducer:
         limit = self._options.max_message_size
         for message in messages:
             check_size(message, limit, self._backend)
-        rows = [(m.key, m.id, json.dumps(m.wire_headers(), separators=(",", ":")), m.body)
-                for m in messages]
+        rows = [(m.key, m.id, encode_headers(m), m.body) for m in messages]
         now = time.time()
         loop = asyncio.get_running_loop()
         placed: asyncio.Future[_Placed] = loop.create_future()

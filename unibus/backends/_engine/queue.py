@@ -106,35 +106,57 @@ def leave(conn: sqlite3.Connection, topics: Sequence[str], grp: str) -> None:
 def fetch(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: str,
           limit: int, now: float, lease_until: float) -> list[Taken]:
     """Lease up to ``limit`` messages to ``owner``: due retries and expired leases first,
-    then new messages from the cursor, never two unsettled messages of one key at once."""
+    then new messages from the cursor, never two unsettled messages of one key at once.
+
+    The leases of one fetch share a token (a later fetch of the same message draws a new
+    one, which is all a stale settlement needs to miss). New keyless messages that are due
+    go from the log straight to an owned lease: one write each instead of a waiting lease
+    updated a moment later."""
     busy = [t for t in topics if conn.execute(_WORK, (t, grp, now)).fetchone()[0]]
     if not busy:
         return []  # nothing to do: no write lock taken
     out: list[Taken] = []
+    token = random.getrandbits(62)
     with transaction(conn):
         for topic in busy:
             if len(out) >= limit:
                 break
-            _take_from_log(conn, topic, grp, limit)
-            chosen = _choose(conn, topic, grp, owner, limit - len(out), now)
-            if not chosen:
-                continue
-            tokens = {seq: random.getrandbits(62) for seq, _ in chosen}
-            conn.executemany(
-                "UPDATE leases SET attempt = attempt + 1, owner = ?, lease_until = ?, "
-                "token = ? WHERE topic = ? AND grp = ? AND seq = ?",
-                [(owner, lease_until, tokens[seq], topic, grp, seq) for seq, _ in chosen],
-            )
-            attempts = {seq: attempt + 1 for seq, attempt in chosen}
-            seqs = [seq for seq, _ in chosen]
-            for start in range(0, len(seqs), 500):
-                chunk = seqs[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                for seq, key, headers, body in conn.execute(
-                    "SELECT seq, key, headers, body FROM messages "
-                    f"WHERE topic = ? AND seq IN ({marks}) ORDER BY seq", (topic, *chunk),
-                ):
-                    out.append((topic, seq, attempts[seq], tokens[seq], key, headers, body))
+            taken = _lease(conn, topic, grp, owner, lease_until, token,
+                           _choose(conn, topic, grp, owner, limit - len(out), now))
+            waiting = _take_from_log(conn, topic, grp, owner, lease_until, token, now,
+                                     limit - len(out) - len(taken), taken)
+            if waiting and len(out) + len(taken) < limit:
+                taken += _lease(conn, topic, grp, owner, lease_until, token,
+                                _choose(conn, topic, grp, owner, limit - len(out) - len(taken),
+                                        now))
+                taken.sort(key=_offset)
+            out += taken
+    return out
+
+
+def _offset(taken: Taken) -> int:
+    return taken[1]
+
+
+def _lease(conn: sqlite3.Connection, topic: str, grp: str, owner: str, lease_until: float,
+           token: int, chosen: list[tuple[int, int]]) -> list[Taken]:
+    """Hand the chosen waiting or expired leases to ``owner``; their messages, by offset."""
+    out: list[Taken] = []
+    for start in range(0, len(chosen), 500):
+        chunk = chosen[start:start + 500]
+        seqs = [seq for seq, _ in chunk]
+        marks = ",".join("?" * len(seqs))
+        conn.execute(
+            "UPDATE leases SET attempt = attempt + 1, owner = ?, lease_until = ?, token = ? "
+            f"WHERE topic = ? AND grp = ? AND seq IN ({marks})",
+            (owner, lease_until, token, topic, grp, *seqs),
+        )
+        attempts = dict(chunk)
+        for seq, key, headers, body in conn.execute(
+            "SELECT seq, key, headers, body FROM messages "
+            f"WHERE topic = ? AND seq IN ({marks}) ORDER BY seq", (topic, *seqs),
+        ):
+            out.append((topic, seq, attempts[seq] + 1, token, key, headers, body))
     return out
 
 
@@ -161,38 +183,76 @@ def _choose(conn: sqlite3.Connection, topic: str, grp: str, owner: str, limit: i
     return chosen
 
 
-def _take_from_log(conn: sqlite3.Connection, topic: str, grp: str, limit: int) -> None:
-    """Move new messages from the log into the group's leases and advance its cursor."""
+def _take_from_log(conn: sqlite3.Connection, topic: str, grp: str, owner: str,
+                   lease_until: float, token: int, now: float, room: int,
+                   out: list[Taken]) -> int:
+    """Move new messages from the log into the group's leases and advance its cursor: up to
+    ``room`` due keyless ones leased to ``owner`` at once (appended to ``out``), the others
+    waiting for :func:`_choose`. Returns how many went to waiting leases."""
     row = conn.execute("SELECT next_seq FROM groups WHERE topic = ? AND grp = ?",
                        (topic, grp)).fetchone()
-    if row is None:
-        return
+    if row is None or room <= 0:
+        return 0
     held = conn.execute("SELECT count(*) FROM leases WHERE topic = ? AND grp = ?",
                         (topic, grp)).fetchone()[0]
-    room = min(_BACKLOG - held, max(limit, 100))
-    if room <= 0:
-        return
+    take = min(_BACKLOG - held, max(room, 100))
+    if take <= 0:
+        return 0
     new = conn.execute(
-        "SELECT seq, key, coalesce(deliver_at, 0), only_grp FROM messages "
-        "WHERE topic = ? AND seq >= ? ORDER BY seq LIMIT ?", (topic, row[0], room),
+        "SELECT seq, key, deliver_at, only_grp, headers, body FROM messages "
+        "WHERE topic = ? AND seq >= ? ORDER BY seq LIMIT ?", (topic, row[0], take),
     ).fetchall()
     if not new:
-        return
-    conn.executemany(
-        "INSERT OR IGNORE INTO leases (topic, grp, seq, key, attempt, visible_at) "
-        "VALUES (?, ?, ?, ?, 0, ?)",
-        [(topic, grp, seq, key, at) for seq, key, at, only in new if only in (None, grp)],
-    )
+        return 0
+    leased = 0
+    waiting: list[tuple[object, ...]] = []
+    for seq, key, deliver_at, only, headers, body in new:
+        if only is not None and only != grp:
+            continue  # a dead letter replayed to another group
+        if key is None and leased < room and (deliver_at is None or deliver_at <= now):
+            leased += 1
+            out.append((topic, seq, 1, token, None, headers, body))
+        else:
+            waiting.append((topic, grp, seq, key, deliver_at or 0))
+    if leased:
+        # The same choice as the loop above, made by SQLite between the first and the last
+        # offset it leased: no parameters to bind per message.
+        conn.execute(
+            "INSERT OR IGNORE INTO leases (topic, grp, seq, key, attempt, visible_at, owner, "
+            "lease_until, token) SELECT topic, ?1, seq, NULL, 1, ?2, ?3, ?4, ?5 FROM messages "
+            "WHERE topic = ?6 AND seq BETWEEN ?7 AND ?8 AND key IS NULL "
+            "AND (deliver_at IS NULL OR deliver_at <= ?2) "
+            "AND (only_grp IS NULL OR only_grp = ?1)",
+            (grp, now, owner, lease_until, token, topic, out[-leased][1], out[-1][1]),
+        )
+    if waiting:
+        conn.executemany(
+            "INSERT OR IGNORE INTO leases (topic, grp, seq, key, attempt, visible_at) "
+            "VALUES (?, ?, ?, ?, 0, ?)", waiting,
+        )
     conn.execute("UPDATE groups SET next_seq = ? WHERE topic = ? AND grp = ?",
                  (new[-1][0] + 1, topic, grp))
+    return len(waiting)
 
 
 def ack(conn: sqlite3.Connection, grp: str, leases: Sequence[tuple[str, int, int]]) -> None:
-    """Settle for good (leases that are no longer these deliveries' are left alone)."""
+    """Settle for good (leases that are no longer these deliveries' are left alone).
+
+    Consecutive offsets of one topic and token go in one range delete: a range that holds
+    every offset from its first to its last can match no lease but those."""
+    runs: list[tuple[str, int, int, int]] = []  # topic, token, first, last
+    for topic, seq, token in sorted(leases):
+        if runs:
+            t, k, first, last = runs[-1]
+            if seq == last + 1 and token == k and topic == t:
+                runs[-1] = (t, k, first, seq)
+                continue
+        runs.append((topic, token, seq, seq))
     with transaction(conn):
         conn.executemany(
-            "DELETE FROM leases WHERE topic = ? AND grp = ? AND seq = ? AND token = ?",
-            [(topic, grp, seq, token) for topic, seq, token in leases],
+            "DELETE FROM leases WHERE topic = ? AND grp = ? AND seq BETWEEN ? AND ? "
+            "AND token = ?", [(topic, grp, first, last, token)
+                              for topic, token, first, last in runs],
         )
 
 
