@@ -83,6 +83,20 @@ async def test_publish_receipts_carry_stream_sequence_and_duplicates(
     assert batch[-1].duplicate
 
 
+async def test_a_window_larger_than_one_write_keeps_its_order_and_receipts(
+    bus: unibus.Bus, topic: str
+) -> None:
+    messages = [unibus.Message(body=b"%06d" % i + b"x" * 20_000) for i in range(120)]
+    consumer = await bus.consumer(topic, group="g", prefetch=200)
+    receipts = await bus.publish_many(topic, messages)
+    assert [r.sequence for r in receipts] == list(range(1, 121))
+    assert [r.message_id for r in receipts] == [m.id for m in messages]
+    got = await take(consumer, 120)
+    assert [d.message for d in got] == messages
+    for delivery in got:
+        await delivery.ack()
+
+
 async def test_headers_with_any_names_and_values_round_trip_one_by_one_and_in_batches(
     bus: unibus.Bus, topic: str
 ) -> None:

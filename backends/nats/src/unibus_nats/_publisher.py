@@ -3,10 +3,10 @@ matched by reply subject.
 
 nats-py's ``publish_async`` does the same per message with a semaphore, a NUID and random
 token, a future and a done-callback each, and a ``PubAck`` dataclass per reply. A window
-needs none of that per message: its replies go to ``<prefix>.<number>`` on one wildcard
-subscription and land in a list slot; the window's one future resolves when the last reply
-(or the deadline) arrives. The guarantee is unchanged: a message counts as published only
-once its PubAck came back.
+needs none of that per message: it is written as one command, its replies go to
+``<prefix>.<number>`` on one wildcard subscription and land in a list slot; the window's one
+future resolves when the last reply (or the deadline) arrives. The guarantee is unchanged: a
+message counts as published only once its PubAck came back.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from unibus_nats._client import HeaderBlock, UnibusClient
+from unibus_nats._client import UnibusClient
 
 __all__ = ["PubAckReply", "Publisher"]
 
@@ -68,11 +68,11 @@ class Publisher:
                 self._prefix = prefix
 
     async def publish(
-        self, subject: str, items: Sequence[tuple[bytes, HeaderBlock]], timeout: float
+        self, subject: str, items: Sequence[tuple[bytes, bytes]], timeout: float
     ) -> list[Outcome]:
-        """Send every (body, headers) to ``subject``; wait up to ``timeout`` for the PubAcks.
-        Slots without a reply by then are ``None``; a failed send raises (the slots of what
-        was already sent are forgotten, their acks, if any, ignored)."""
+        """Send every (body, header block) to ``subject`` in one write; wait up to
+        ``timeout`` for the PubAcks. Slots without a reply by then are ``None``; a failed
+        send raises (late acks of the window are ignored)."""
         await self._ensure_subscribed()
         window = _Window(len(items))
         waiting = self._waiting
@@ -80,12 +80,13 @@ class Publisher:
         number = self._next
         self._next += len(items)
         tokens = [str(number + i) for i in range(len(items))]
-        publish = self.nc.publish
         try:
-            for index, (body, headers) in enumerate(items):
-                token = tokens[index]
+            for index, token in enumerate(tokens):
                 waiting[token] = (window, index)
-                await publish(subject, body, reply=prefix + token, headers=headers)  # type: ignore[arg-type]
+            await self.nc.publish_batch(subject, [
+                (body, headers, prefix + token)
+                for (body, headers), token in zip(items, tokens, strict=True)
+            ])
             if window.remaining:
                 await asyncio.wait_for(asyncio.shield(window.done), timeout)
         except TimeoutError:
