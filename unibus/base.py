@@ -226,17 +226,19 @@ class BaseConsumer:
 
     async def receive_batch(self, max_messages: int, timeout: float) -> list[BaseDelivery]:
         batch = [await self.receive(timeout)]
-        while len(batch) < max_messages and not self._buffer.empty():
-            item = self._buffer.get_nowait()
+        buffer, in_flight, limit = self._buffer, self._in_flight, self.max_attempts
+        while len(batch) < max_messages and not buffer.empty():
+            item = buffer.get_nowait()
             if item is _CLOSED:
-                self._buffer.put_nowait(_CLOSED)
+                buffer.put_nowait(_CLOSED)
                 break
             if self._closing:
                 await self._release([item])
                 continue
-            if await self._poisoned(item):
+            # _poisoned, its test inlined: this runs once per message.
+            if limit is not None and item.attempt > limit and await self._poisoned(item):
                 continue
-            self._in_flight.add(item)
+            in_flight.add(item)
             batch.append(item)
         self._drained.clear()
         return batch
