@@ -79,6 +79,8 @@ def append_in(
     """:func:`append` inside the caller's transaction; ``only_grp`` limits delivery to one
     group (a replayed dead letter)."""
     seq = ensure_topic(conn, topic, auto_create, now)
+    if dedup_window > 0 and _append_fresh(conn, topic, rows, seq, now, deliver_at, only_grp):
+        return [(seq + i, False) for i in range(len(rows))]
     seen: dict[str, int] = {}
     if dedup_window > 0:
         ids = list({row[1] for row in rows})
@@ -113,6 +115,34 @@ def append_in(
                 "VALUES (?, ?, ?, ?)", [(topic, r[3], r[1], now) for r in fresh],
             )
     return out
+
+
+def _append_fresh(conn: sqlite3.Connection, topic: str, rows: Sequence[Row], seq: int,
+                  now: float, deliver_at: float | None, only_grp: str | None) -> bool:
+    """The common case of :func:`append_in`, every id new: the dedup insert is the lookup.
+    Returns False, having changed nothing, when some id was already known (or repeated)."""
+    conn.execute("SAVEPOINT fresh")
+    try:
+        cursor = conn.executemany(
+            "INSERT OR IGNORE INTO dedup (topic, id, seq, published_at) VALUES (?, ?, ?, ?)",
+            [(topic, row[1], seq + i, now) for i, row in enumerate(rows)],
+        )
+        if cursor.rowcount != len(rows):
+            conn.execute("ROLLBACK TO fresh")
+            return False
+        conn.executemany(
+            "INSERT INTO messages (topic, seq, key, id, headers, body, published_at, "
+            "deliver_at, only_grp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(topic, seq + i, key, msg_id, headers, body, now, deliver_at, only_grp)
+             for i, (key, msg_id, headers, body) in enumerate(rows)],
+        )
+        conn.execute("UPDATE topics SET next_seq = ? WHERE topic = ?", (seq + len(rows), topic))
+    except BaseException:
+        conn.execute("ROLLBACK TO fresh")
+        raise
+    finally:
+        conn.execute("RELEASE fresh")
+    return True
 
 
 def upsert_topic(
