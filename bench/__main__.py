@@ -18,9 +18,10 @@ BROKERS = ("sqlite", "rabbitmq", "nats", "kafka", "pulsar", "sqs")
 
 def impls_for(broker: str, tmp: Path) -> list[Impl]:
     if broker == "sqlite":
-        from bench.impls.raw_sqlite import RawSQLite
+        from bench.impls.raw_sqlite import RawSQLite, RawSQLiteAcks
 
-        return [UnibusImpl(f"sqlite:///{tmp}/unibus.db"), RawSQLite(tmp / "raw.db")]
+        return [UnibusImpl(f"sqlite:///{tmp}/unibus.db"), RawSQLite(tmp / "raw.db"),
+                RawSQLiteAcks(tmp / "raw-acks.db")]
     module = __import__(f"bench.impls.raw_{broker}", fromlist=["implementations"])
     found: list[Impl] = module.implementations()
     return found

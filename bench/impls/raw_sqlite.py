@@ -1,5 +1,11 @@
 """Raw SQLite: appends with executemany and a cursor-driven read, as an application would
-write its own table-as-queue without unibus."""
+write its own table-as-queue without unibus.
+
+Two readers: :class:`RawSQLite` commits a cursor per batch read (the first baseline: a
+message cannot be settled on its own, so it is a lower bar than unibus's per-message ack);
+:class:`RawSQLiteAcks` deletes each acknowledged message, its deletes committed once per
+batch, which is what one writes by hand for per-message acks with the durability unibus
+gives them (acks committed together a moment later, see docs/design/perf-core.md)."""
 
 from __future__ import annotations
 
@@ -55,3 +61,21 @@ class RawSQLite(Impl):
             # Acknowledge the batch: commit the cursor, as a queue table would.
             await self.db.execute(
                 "INSERT OR REPLACE INTO cursor VALUES (?, ?)", (topic, position))
+
+
+class RawSQLiteAcks(RawSQLite):
+    name = "raw sqlite acks"
+
+    async def consume(self, topic: str, count: int) -> None:
+        assert self.db is not None
+        done = 0
+        while done < count:
+            async with self.db.execute(
+                "SELECT seq, body FROM log WHERE topic = ? ORDER BY seq LIMIT ?",
+                (topic, BATCH)) as cursor:
+                rows = await cursor.fetchall()
+            acked = [(topic, seq) for seq, _ in rows]  # each message acknowledged on its own
+            await self.db.execute("BEGIN IMMEDIATE")
+            await self.db.executemany("DELETE FROM log WHERE topic = ? AND seq = ?", acked)
+            await self.db.execute("COMMIT")
+            done += len(rows)
