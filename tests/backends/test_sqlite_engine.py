@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import sys
@@ -239,3 +240,59 @@ def test_capabilities_name_their_limits() -> None:
     assert "memory" in memory.reason("retention")
     assert durable.replay
     assert durable.dedup_window == 120.0
+
+
+async def test_a_database_with_the_first_lease_indexes_is_upgraded(url: str) -> None:
+    async with unibus.connect(url) as bus:
+        await bus.publish("orders", unibus.Message(body=b"before"))
+    path = url.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # as the first releases had them
+        conn.execute("CREATE INDEX leases_by_key ON leases (topic, grp, key, seq)")
+        conn.execute("CREATE INDEX leases_by_owner ON leases (owner)")
+        conn.commit()
+    async with unibus.connect(url) as bus:
+        await bus.publish("orders", unibus.Message(body=b"after"))
+        consumer = await bus.consumer("orders", group="billing")
+        got = await take(consumer, 2)
+        await consumer.close()
+    assert [d.message.body for d in got] == [b"before", b"after"]
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master "
+                                                "WHERE type = 'index' AND tbl_name = 'leases'")}
+    assert not names & {"leases_by_key", "leases_by_owner"}
+    assert {"leases_keyed", "leases_owned", "leases_waiting", "leases_leased"} <= names
+
+
+async def test_a_batch_mixing_known_and_new_ids_stores_only_the_new(url: str) -> None:
+    async with unibus.connect(url) as bus:
+        known = unibus.Message(body=b"known")
+        first = await bus.publish("charges", known)
+        fresh = [unibus.Message(body=b"a"), unibus.Message(body=b"b")]
+        receipts = await bus.publish_many("charges", [fresh[0], known, fresh[1], fresh[1]])
+        assert [r.duplicate for r in receipts] == [False, True, False, True]
+        assert receipts[1].offset == first.offset
+        assert receipts[3].offset == receipts[2].offset
+        consumer = await bus.consumer("charges", group="audit")
+        got = await take(consumer, 3)
+        assert [d.message.body for d in got] == [b"known", b"a", b"b"]
+        with pytest.raises(unibus.OperationTimeoutError):
+            await consumer.receive(timeout=0.3)
+        await consumer.close()
+
+
+async def test_a_nack_among_acks_comes_back_alone(url: str) -> None:
+    async with unibus.connect(url) as bus:
+        await bus.publish_many("jobs", [unibus.Message(body=str(i).encode()) for i in range(6)])
+        consumer = await bus.consumer("jobs", group="workers")
+        got = await take(consumer, 6, ack=False)
+        for delivery in got:
+            if delivery.message.body == b"3":
+                await delivery.nack()
+            else:
+                await delivery.ack()
+        [again] = await take(consumer, 1)
+        assert again.message.body == b"3"
+        assert again.attempt == 2
+        with pytest.raises(unibus.OperationTimeoutError):
+            await consumer.receive(timeout=0.3)
+        await consumer.close()

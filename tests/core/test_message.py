@@ -72,3 +72,35 @@ def test_dead_letter_context_survives_and_replay_keeps_a_chain() -> None:
     assert again.replayable().headers[deadletter.REPLAY_COUNT] == "2"
     assert again.message.headers[deadletter.FIRST_FAILURE] == failed.headers[
         deadletter.FIRST_FAILURE]
+
+
+def test_default_ids_are_unique_uuids_in_this_process_and_a_forked_child() -> None:
+    import multiprocessing
+    import uuid
+
+    from unibus.message import new_id
+
+    ours = {Message().id for _ in range(1000)} | {new_id() for _ in range(1000)}
+    assert len(ours) == 2000
+    assert all(uuid.UUID(i).version == 8 for i in ours)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        theirs = set(pool.apply(_ids, (1000,)))
+    assert len(theirs) == 1000
+    assert not ours & theirs
+
+
+def _ids(count: int) -> list[str]:
+    return [Message().id for _ in range(count)]
+
+
+@pytest.mark.parametrize("moment", [
+    datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+    datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    datetime.fromisoformat("2026-01-02T03:04:05.000007+02:00"),
+])
+def test_wire_time_is_isoformat(moment: datetime) -> None:
+    from unibus.message import wire_time
+
+    assert wire_time(moment) == moment.isoformat()
+    assert wire_time(moment) == wire_time(moment)  # from the cache the second time
