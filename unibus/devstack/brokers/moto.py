@@ -38,5 +38,7 @@ def prepare(state: Path, cache: Path, *, ports: Mapping[str, int]) -> Launch:
     except ImportError as exc:
         raise DevStackError("moto[server] is missing: run `uv sync --all-packages`") from exc
     state.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(ports["aws"])]
+    # moto's server, with its ReceiveMessage made atomic across request threads
+    argv = [sys.executable, "-m", "unibus.devstack._moto_server", "-H", "127.0.0.1",
+            "-p", str(ports["aws"])]
     return Launch(argv=argv, env={"MOTO_ALLOW_NONEXISTENT_REGION": "true"}, cwd=state)
