@@ -156,7 +156,9 @@ async def test_a_dead_process_s_delivery_goes_to_another_member_after_ack_wait(
         other = await bus.consumer(topic, group="g")
         [again] = await take(other, 1)
         assert again.message.id == delivery.message.id
-        assert again.attempt == 2
+        # 2, or more when the server handed a redelivery to the dead client's pull request
+        # that had not expired yet (it counts as a delivery): the server's count, not ours.
+        assert again.attempt >= 2
         await again.ack()
         await owner.close(drain_timeout=0)
 
