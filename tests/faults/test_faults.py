@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiosqlite
@@ -124,7 +124,8 @@ async def workers() -> AsyncIterator[list[Worker]]:
 @pytest.mark.timeout(1500)
 @pytest.mark.parametrize("target", TARGETS, ids=[t.name for t in TARGETS])
 async def test_nothing_acknowledged_is_lost_under_faults(
-    target: Target, tmp_path: Path, workers: list[Worker]
+    target: Target, tmp_path: Path, workers: list[Worker],
+    record_property: Callable[[str, object], None],
 ) -> None:
     url = target.url(str(tmp_path))
     options = dict(target.options)
@@ -217,9 +218,10 @@ async def test_nothing_acknowledged_is_lost_under_faults(
         runs, distinct = await count_runs(store)
         with contextlib.suppress(unibus.UnibusError):
             await bus.delete_topic(topic)
-    print(f"\nfaults[{target.name}] published={TOTAL} acked={len(acked)} "
-          f"publish_retries={publish_retries} consumed={len(healthy)} "
-          f"dead_lettered={len(poison)} crash_looped={crash_looped} replayed={replayed} "
-          f"handler_runs={runs} redelivered={runs - distinct} "
-          f"duplicates_suppressed={worker.stats.get('duplicates', 'n/a (killed)')} "
-          f"retried={worker.stats.get('retried')} lost=0")
+    counts = (f"faults[{target.name}] published={TOTAL} acked={len(acked)} "
+              f"publish_retries={publish_retries} consumed={len(healthy)} "
+              f"dead_lettered={len(poison)} crash_looped={crash_looped} replayed={replayed} "
+              f"handler_runs={runs} redelivered={runs - distinct} "
+              f"duplicates_suppressed={worker.stats.get('duplicates', 'n/a (killed)')} "
+              f"retried={worker.stats.get('retried')} lost=0")
+    record_property("faults", counts)  # conftest.py prints it at the end of the run
