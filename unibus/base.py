@@ -44,15 +44,19 @@ def check_size(message: Message, limit: int, backend: str) -> None:
 
 
 class BaseDelivery:
-    """A delivery settled exactly once through its consumer's hooks."""
+    """A delivery settled exactly once through its consumer's hooks.
 
-    __slots__ = ("_consumer", "_settled", "attempt", "group", "message", "position", "raw",
+    A backend may hand out a delivery before decoding it: pass ``message=None`` (and no
+    ``position``) and implement :meth:`_decode` (and :meth:`_locate`); each runs on first read.
+    """
+
+    __slots__ = ("_consumer", "_message", "_position", "_settled", "attempt", "group", "raw",
                  "topic")
 
     def __init__(
         self,
         consumer: BaseConsumer,
-        message: Message,
+        message: Message | None,
         *,
         topic: str,
         attempt: int,
@@ -61,12 +65,42 @@ class BaseDelivery:
     ) -> None:
         self._consumer = consumer
         self._settled = False
-        self.message = message
+        self._message = message
         self.topic = topic
         self.group = consumer.group
         self.attempt = attempt
-        self.position = position
+        self._position = position
         self.raw = raw  # the broker's own handle (receipt handle, delivery tag, ...)
+
+    @property
+    def message(self) -> Message:
+        message = self._message
+        if message is None:
+            message = self._message = self._decode()
+        return message
+
+    @message.setter
+    def message(self, value: Message) -> None:
+        self._message = value
+
+    @property
+    def position(self) -> Position | None:
+        position = self._position
+        if position is None:
+            position = self._position = self._locate()
+        return position
+
+    @position.setter
+    def position(self, value: Position | None) -> None:
+        self._position = value
+
+    def _decode(self) -> Message:
+        """The message of a delivery created without one (lazily decoding backends)."""
+        raise NotImplementedError
+
+    def _locate(self) -> Position | None:
+        """The position of a delivery created without one; None where there is none."""
+        return None
 
     @property
     def settled(self) -> bool:

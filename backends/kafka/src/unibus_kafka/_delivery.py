@@ -14,11 +14,6 @@ if TYPE_CHECKING:
 
 __all__ = ["KafkaDelivery", "RecordRef"]
 
-# BaseDelivery's own storage for the two attributes KafkaDelivery computes on first use.
-_MESSAGE: Any = vars(BaseDelivery)["message"]
-_POSITION: Any = vars(BaseDelivery)["position"]
-
-
 class RecordRef(NamedTuple):
     """Where a delivery came from; ``epoch`` goes stale when its partition is revoked or
     sought, and a stale delivery's settlement changes nothing (the record comes again)."""
@@ -38,33 +33,16 @@ class KafkaDelivery(BaseDelivery):
     def __init__(self, consumer: KafkaConsumer, record: Any, topic: str, attempt: int,
                  raw: RecordRef, *, message: Message | None = None,
                  position: Position | None = None) -> None:
-        super().__init__(consumer, message, topic=topic, attempt=attempt,  # type: ignore[arg-type]
+        super().__init__(consumer, message, topic=topic, attempt=attempt,
                          position=position, raw=raw)
         self._record = record
 
-    @property
-    def message(self) -> Message:
-        message: Message | None = _MESSAGE.__get__(self)
-        if message is None:
-            record = self._record
-            message = decode(record, record_headers(record))
-            _MESSAGE.__set__(self, message)
-            self._record = None  # its headers now live in the message
+    def _decode(self) -> Message:
+        record = self._record
+        message = decode(record, record_headers(record))
+        self._record = None  # its headers now live in the message
         return message
 
-    @message.setter
-    def message(self, value: Message) -> None:
-        _MESSAGE.__set__(self, value)
-
-    @property
-    def position(self) -> Position:
-        position: Position | None = _POSITION.__get__(self)
-        if position is None:
-            ref: RecordRef = self.raw
-            position = Position(ref.tp.topic, ref.offset, ref.tp.partition)
-            _POSITION.__set__(self, position)
-        return position
-
-    @position.setter
-    def position(self, value: Position | None) -> None:
-        _POSITION.__set__(self, value)
+    def _locate(self) -> Position:
+        ref: RecordRef = self.raw
+        return Position(ref.tp.topic, ref.offset, ref.tp.partition)
