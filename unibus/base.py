@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 from unibus.capabilities import Capabilities
@@ -113,7 +114,18 @@ class BaseDelivery:
 
     async def ack(self) -> None:
         self._claim()
-        await self._consumer._settle(self, "ack", None)
+        consumer = self._consumer
+        now = consumer._ack_now
+        if now is None or consumer._closed:
+            await consumer._settle(self, "ack", None)
+            return
+        try:
+            now(self)
+        finally:
+            in_flight = consumer._in_flight
+            in_flight.discard(self)
+            if not in_flight:
+                consumer._drained.set()
 
     async def nack(self, delay: float = 0.0) -> None:
         if not delay >= 0:
@@ -136,18 +148,20 @@ class BaseDelivery:
                 f"settled={self._settled}>")
 
 
-_CLOSED = object()
-
-
 class BaseConsumer:
     """Buffer, hand out and track deliveries; drain on close.
 
-    Subclasses feed deliveries with :meth:`_push` (from a fetch task or a client callback)
-    and implement the hooks. Flow control is the subclass's: fetch at most ``prefetch``
-    unsettled messages.
+    Subclasses feed deliveries with :meth:`_push` or :meth:`_push_many` (from a fetch task or
+    a client callback) and implement the hooks. Flow control is the subclass's: fetch at most
+    ``prefetch`` unsettled messages (:meth:`_buffered` plus the ones handed out).
+
+    A backend whose acknowledgement is bookkeeping the loop does at once (an offset marked
+    for a later commit, a client's own ack tracker) sets ``_ack_now`` to a synchronous
+    callable; :meth:`BaseDelivery.ack` then calls it instead of awaiting :meth:`_ack`.
     """
 
     backend_name = "backend"
+    _ack_now: Callable[[BaseDelivery], None] | None = None
 
     def __init__(
         self,
@@ -163,7 +177,11 @@ class BaseConsumer:
         self.capabilities = capabilities
         self.prefetch = prefetch
         self.max_attempts = max_attempts
-        self._buffer: asyncio.Queue[Any] = asyncio.Queue()
+        # Buffered deliveries, and the receivers waiting for one: a deque and plain futures
+        # cost a fraction of an asyncio.Queue's put/get, which ran once per message.
+        self._queue: deque[BaseDelivery] = deque()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._ended = False  # no delivery will be pushed any more (failed or closed)
         self._in_flight: set[BaseDelivery] = set()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -201,12 +219,41 @@ class BaseConsumer:
 
     def _push(self, delivery: BaseDelivery) -> None:
         """Offer a delivery to the application (any task of the loop may call this)."""
-        self._buffer.put_nowait(delivery)
+        self._queue.append(delivery)
+        if self._waiters:
+            self._wake()
+
+    def _push_many(self, deliveries: Iterable[BaseDelivery]) -> None:
+        """Offer deliveries in order, waking the receivers once."""
+        self._queue.extend(deliveries)
+        if self._waiters and self._queue:
+            self._wake()
+
+    def _buffered(self) -> int:
+        """How many deliveries wait to be received."""
+        return len(self._queue)
+
+    def _take_buffered(self) -> list[BaseDelivery]:
+        """Remove and return every buffered delivery."""
+        out = list(self._queue)
+        self._queue.clear()
+        return out
+
+    def _drop_buffered(self, keep: Callable[[BaseDelivery], bool]) -> list[BaseDelivery]:
+        """Keep the buffered deliveries ``keep`` accepts (in order); return the others."""
+        kept: list[BaseDelivery] = []
+        dropped: list[BaseDelivery] = []
+        for delivery in self._queue:
+            (kept if keep(delivery) else dropped).append(delivery)
+        self._queue.clear()
+        self._queue.extend(kept)
+        return dropped
 
     def _fail(self, error: BaseException) -> None:
-        """Stop the consumer with ``error``: waiting receivers raise it."""
+        """Stop the consumer with ``error``: receivers get what is buffered, then raise it."""
         self._error = error
-        self._buffer.put_nowait(_CLOSED)
+        self._ended = True
+        self._wake()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         """A task owned by this consumer, cancelled at close at the latest."""
@@ -233,22 +280,15 @@ class BaseConsumer:
     # -- public -----------------------------------------------------------------------------
 
     async def receive(self, timeout: float | None = None) -> BaseDelivery:
+        queue = self._queue
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while True:
-            if self._closing and self._buffer.empty():
-                raise self._closed_error()
-            try:
-                if timeout is None:
-                    item = await self._buffer.get()
-                else:
-                    item = await asyncio.wait_for(self._buffer.get(), timeout)
-            except TimeoutError:
-                raise OperationTimeoutError(
-                    f"no message on {', '.join(self.topics)} within {timeout}s"
-                ) from None
-            if item is _CLOSED:
-                self._buffer.put_nowait(_CLOSED)  # wake every other waiter too
-                raise self._closed_error()
-            delivery: BaseDelivery = item
+            if not queue:
+                if self._closing or self._ended:
+                    raise self._closed_error()
+                await self._wait(deadline, timeout)
+                continue
+            delivery = queue.popleft()
             if self._closing:
                 await self._release([delivery])
                 continue
@@ -260,12 +300,9 @@ class BaseConsumer:
 
     async def receive_batch(self, max_messages: int, timeout: float) -> list[BaseDelivery]:
         batch = [await self.receive(timeout)]
-        buffer, in_flight, limit = self._buffer, self._in_flight, self.max_attempts
-        while len(batch) < max_messages and not buffer.empty():
-            item = buffer.get_nowait()
-            if item is _CLOSED:
-                buffer.put_nowait(_CLOSED)
-                break
+        queue, in_flight, limit = self._queue, self._in_flight, self.max_attempts
+        while len(batch) < max_messages and queue:
+            item = queue.popleft()
             if self._closing:
                 await self._release([item])
                 continue
@@ -319,7 +356,8 @@ class BaseConsumer:
         finally:
             self._closed = True
             self._closed_event.set()
-            self._buffer.put_nowait(_CLOSED)
+            self._ended = True
+            self._wake()
             for task in list(self._tasks):
                 task.cancel()
             if self._tasks:
@@ -337,13 +375,26 @@ class BaseConsumer:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _take_buffered(self) -> list[BaseDelivery]:
-        out: list[BaseDelivery] = []
-        while not self._buffer.empty():
-            item = self._buffer.get_nowait()
-            if item is not _CLOSED:
-                out.append(item)
-        return out
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait(self, deadline: float | None, timeout: float | None) -> None:
+        """Wait until something is pushed or the consumer ends; raise at ``deadline``."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        except TimeoutError:
+            raise OperationTimeoutError(
+                f"no message on {', '.join(self.topics)} within {timeout}s"
+            ) from None
+        finally:
+            with contextlib.suppress(ValueError):  # still listed: timed out or cancelled
+                self._waiters.remove(waiter)
 
     async def _poisoned(self, delivery: BaseDelivery) -> bool:
         """Dead-letter a delivery that already used up its attempts (e.g. it crashed every

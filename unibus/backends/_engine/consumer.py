@@ -54,6 +54,7 @@ class EmbeddedConsumer(BaseConsumer):
         self._refill = max(1, prefetch // 4)
         self._acks: list[tuple[str, int, int]] = []
         self._ack_flusher: asyncio.Task[None] | None = None
+        self._ack_now = self._note_ack
 
     def start(self) -> None:
         self._store.watch(self.topics, self._waker)
@@ -68,11 +69,11 @@ class EmbeddedConsumer(BaseConsumer):
         wake = self._waker.event
         while not self._stopping:
             wake.clear()  # before fetching, so a poke during the fetch is not lost
-            room = self.prefetch - self._buffer.qsize() - len(self._in_flight)
+            room = self.prefetch - self._buffered() - len(self._in_flight)
             got = 0
             try:
                 # Refill in batches: not for every single settled delivery.
-                if room > 0 and (room >= self._refill or (self._buffer.empty()
+                if room > 0 and (room >= self._refill or (not self._buffered()
                                  and not self._in_flight)):
                     got = await self._fetch(room)
                 if time.monotonic() >= next_beat:
@@ -104,14 +105,16 @@ class EmbeddedConsumer(BaseConsumer):
             ConsumeError, queue.fetch, self.topics, self._grp, self._owner, room, now,
             now + self._options.lease_timeout,
         )
-        push = self._push
-        for topic, seq, attempt, token, key, headers, body in taken:
-            push(EmbeddedDelivery(self, topic, seq, attempt, token, key, headers, body))
+        self._push_many([EmbeddedDelivery(self, topic, seq, attempt, token, key, headers, body)
+                         for topic, seq, attempt, token, key, headers, body in taken])
         return len(taken)
 
     # -- settlement hooks -------------------------------------------------------------------
 
     async def _ack(self, delivery: BaseDelivery) -> None:
+        self._note_ack(delivery)
+
+    def _note_ack(self, delivery: BaseDelivery) -> None:
         # Acks are committed in batches, a moment later (like Kafka's offset commits): one
         # database round trip for many acks. A crash in between redelivers the message
         # (at-least-once); every other settlement, seek and close commits them first.
