@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +77,7 @@ class KafkaConsumer(BaseConsumer):
         self._commit_lock = asyncio.Lock()
         self._fetch_lock = asyncio.Lock()
         self._room = asyncio.Event()
+        self._ack_now = self._note_ack
         self._assigned = asyncio.Event()
         self._stopping = False
         self._fetcher: asyncio.Task[Any] | None = None
@@ -248,7 +249,7 @@ class KafkaConsumer(BaseConsumer):
             await self._assigned.wait()
         backoff = 0.1
         while not self._stopping:
-            room = self.prefetch - (self._buffer.qsize() + len(self._in_flight))
+            room = self.prefetch - (self._buffered() + len(self._in_flight))
             # Fetch in sizeable batches: one fetch (and one delivery mark) per few settles,
             # not one per settle.
             if room < max(1, self.prefetch // 4):
@@ -266,10 +267,10 @@ class KafkaConsumer(BaseConsumer):
                     moves = self._moves
                     if deliveries and self._marks and self.group is not None:
                         await self._mark({d.raw.tp for d in deliveries})
-                    push = self._push
-                    for delivery in deliveries:
-                        if moves == self._moves or self._live(delivery):
-                            push(delivery)
+                    if moves == self._moves:
+                        self._push_many(deliveries)
+                    else:
+                        self._push_many([d for d in deliveries if self._live(d)])
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
@@ -453,6 +454,11 @@ class KafkaConsumer(BaseConsumer):
         self._room.set()
 
     async def _ack(self, delivery: BaseDelivery) -> None:
+        self._note_ack(delivery)
+
+    def _note_ack(self, delivery: BaseDelivery) -> None:
+        # The offset is marked settled here and committed later (and before any
+        # rebalance, seek or close): the ack itself needs no round trip.
         ref: RecordRef = delivery.raw  # _settled, inlined: this runs once per message
         offsets = self._offsets.get(ref.tp) if self._epochs.get(ref.tp) == ref.epoch else None
         if offsets is not None:
@@ -569,14 +575,6 @@ class KafkaConsumer(BaseConsumer):
             if self._client is not None:
                 with contextlib.suppress(Exception):
                     await self._client.stop()
-
-    def _drop_buffered(self, keep: Callable[[BaseDelivery], bool]) -> None:
-        items = []
-        while not self._buffer.empty():
-            items.append(self._buffer.get_nowait())
-        for item in items:
-            if not isinstance(item, BaseDelivery) or keep(item):
-                self._buffer.put_nowait(item)
 
     # -- exactly-once -------------------------------------------------------------------------
 

@@ -176,6 +176,7 @@ class PulsarConsumer(BaseConsumer):
         self._backend = backend
         self.subscription = group if group is not None else f"unibus-{uuid.uuid4().hex}"
         self._slots = _Slots(prefetch)
+        self._ack_now = self._hand_ack
         self._short_names: dict[str, str] = {}
         self._seeking = False
         self._timers: dict[asyncio.TimerHandle, BaseDelivery] = {}
@@ -297,8 +298,8 @@ class PulsarConsumer(BaseConsumer):
                 if self._seeking and pc is self._pc:
                     continue  # read before the seek: the broker rewinds past them
                 slots.take(len(messages))
-                for msg in messages:
-                    self._push(self._delivery(pc, msg))
+                delivery = self._delivery
+                self._push_many([delivery(pc, msg) for msg in messages])
         finally:
             # A receive still outstanding completes into nothing; its message stays
             # unacknowledged and comes back when the consumer closes.
@@ -345,6 +346,9 @@ class PulsarConsumer(BaseConsumer):
     # -- settling -----------------------------------------------------------------------------
 
     async def _ack(self, delivery: BaseDelivery) -> None:
+        self._hand_ack(delivery)
+
+    def _hand_ack(self, delivery: BaseDelivery) -> None:
         # Pulsar sends no receipt for an acknowledgement: the client groups acks and sends
         # them within 100 ms (and on close). Handing it over is all there is to wait for, so
         # no thread round trip per ack. The client's acknowledge() returns when its grouping
