@@ -73,7 +73,14 @@ class Delivery(Protocol):
     def settled(self) -> bool: ...
 
     async def ack(self) -> None:
-        """The message was processed; it will not be delivered to this group again."""
+        """The message was processed; it will not be delivered to this group again.
+
+        Backends that commit acknowledgements in batches (Kafka offsets, the embedded
+        engine, Pulsar's ack grouping) return once the ack is recorded in the client and
+        commit it shortly after, and always before a rebalance, a seek or close completes; a
+        process that dies in between gets the message again (at-least-once). The others
+        return when the broker confirmed the ack. Each backend's page says which it does.
+        """
         ...
 
     async def nack(self, delay: float = 0.0) -> None:
