@@ -14,6 +14,7 @@ from bench.impls.base import Impl
 from bench.impls.unibus_impl import UnibusImpl
 
 BROKERS = ("sqlite", "rabbitmq", "nats", "kafka", "pulsar", "sqs")
+SCENARIOS = ("throughput", "latency", "rss")
 
 
 def impls_for(broker: str, tmp: Path) -> list[Impl]:
@@ -35,10 +36,16 @@ async def bench_broker(broker: str, args: argparse.Namespace) -> None:
             await impl.setup()
         try:
             print(f"{broker}: {args.messages:,} x {args.size} B, {args.runs} runs", flush=True)
-            series = await harness.throughput(impls, args.runs, args.messages, payload)
-            lat = await harness.latency(impls[:2], args.rate, args.seconds, payload)
+            series: list[harness.Series] = []
+            if "throughput" in args.only:
+                series = await harness.throughput(impls, args.runs, args.messages, payload)
+            lat: dict[str, list[list[float]]] = {}
+            if "latency" in args.only:
+                lat = await harness.latency(impls[:2], args.rate, args.seconds, payload,
+                                            args.latency_runs)
             memory: dict[str, Any] = {}
-            if args.rss_messages > 0 and isinstance(impls[0], UnibusImpl):
+            if ("rss" in args.only and args.rss_messages > 0
+                    and isinstance(impls[0], UnibusImpl)):
                 print(f"  consumer RSS over {args.rss_messages:,} messages", flush=True)
                 try:
                     memory = await rss.measure(impls[0], args.rss_messages, payload)
@@ -72,6 +79,11 @@ def main() -> None:
                         help="directory of the markdown reports")
     parser.add_argument("--rss-messages", type=int, default=None,
                         help="consumer RSS run (1,000,000; 20,000 with --quick; 0 skips)")
+    parser.add_argument("--latency-runs", type=int, default=1,
+                        help="interleaved latency runs per implementation (1)")
+    parser.add_argument("--only", nargs="+", default=list(SCENARIOS), choices=SCENARIOS,
+                        help="measure only these (the report holds only them: pair it with "
+                        "--results to keep the full tables)")
     parser.add_argument("--quick", action="store_true", help="CI smoke: small and fast")
     args = parser.parse_args()
     if args.quick:

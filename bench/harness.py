@@ -61,20 +61,27 @@ async def prepare(impl: Impl, topic: str) -> None:
         await hook(topic, "bench")
 
 
-async def latency(impls: list[Impl], rate: int, seconds: float,
-                  payload: bytes) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
-    for impl in impls:
-        topic = f"lat-{uuid.uuid4().hex[:8]}"
-        await prepare(impl, topic)
-        try:
-            samples = await impl.latency(topic, rate, seconds, payload)
-        except NotImplementedError:
-            continue
-        except Exception as exc:  # reported as a failed row; the other tables still count
-            print(f"  latency run of {impl.name} failed: {exc!r}", flush=True)
-            samples = []
-        out[impl.name] = sorted(samples)
+async def latency(impls: list[Impl], rate: int, seconds: float, payload: bytes,
+                  runs: int = 1) -> dict[str, list[list[float]]]:
+    """Per impl, the sorted samples of each run; runs interleaved A/B, B/A, ..."""
+    out: dict[str, list[list[float]]] = {}
+    for run in range(runs):
+        for impl in impls if run % 2 == 0 else list(reversed(impls)):
+            topic = f"lat-{uuid.uuid4().hex[:8]}"
+            await prepare(impl, topic)
+            try:
+                samples = await impl.latency(topic, rate, seconds, payload)
+            except NotImplementedError:
+                continue
+            except Exception as exc:  # reported as a failed row; the other tables still count
+                print(f"  latency run of {impl.name} failed: {exc!r}", flush=True)
+                samples = []
+            samples.sort()
+            out.setdefault(impl.name, []).append(samples)
+            if samples:
+                print(f"  latency run {run + 1} {impl.name:10} p50 "
+                      f"{percentile(samples, 50) * 1e3:8.2f} ms  p99 "
+                      f"{percentile(samples, 99) * 1e3:8.2f} ms", flush=True)
     return out
 
 
@@ -99,15 +106,16 @@ def machine() -> str:
             f"{platform.release()}, Python {platform.python_version()}")
 
 
-def report(broker: str, series: list[Series], lat: dict[str, list[float]],
+def report(broker: str, series: list[Series], lat: dict[str, list[list[float]]],
            rss: dict[str, Any], *, count: int, size: int, runs: int,
            rate: int | None = None, seconds: float | None = None) -> str:
     lines = [f"# {broker}: unibus against the raw client", "",
-             f"{machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
-             f"{count:,} messages of {size} B per run, {runs} runs interleaved A/B/A/B; "
-             "median (min-max) messages per second.", "",
-             "| scenario | implementation | median | min | max | unibus / this |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
+             f"{machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."]
+    if series:
+        lines += ["", f"{count:,} messages of {size} B per run, {runs} runs interleaved "
+                  "A/B/A/B; median (min-max) messages per second.", "",
+                  "| scenario | implementation | median | min | max | unibus / this |",
+                  "| --- | --- | ---: | ---: | ---: | ---: |"]
     by = {(s.scenario, s.impl): s for s in series}
     for s in series:
         ours = by.get((s.scenario, "unibus"))
@@ -115,17 +123,7 @@ def report(broker: str, series: list[Series], lat: dict[str, list[float]],
         lines.append(f"| {s.scenario} | {s.impl} | {s.median:,.0f} | {min(s.values):,.0f} | "
                      f"{max(s.values):,.0f} | {ratio} |")
     if lat:
-        at = f" of {rate:,} msg/s for {seconds:g} s" if rate and seconds else ""
-        lines += ["", f"End-to-end latency at a fixed rate{at} (ms):", "",
-                  "| implementation | p50 | p99 | max | samples |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
-        for name, samples in lat.items():
-            if not samples:
-                lines.append(f"| {name} | failed (see the run's output) | | | 0 |")
-                continue
-            lines.append(f"| {name} | {percentile(samples, 50) * 1e3:.2f} | "
-                         f"{percentile(samples, 99) * 1e3:.2f} | {samples[-1] * 1e3:.2f} | "
-                         f"{len(samples)} |")
+        lines += latency_table(lat, rate, seconds)
     if "error" in rss:
         lines += ["", "Consumer memory:", "",
                   f"- the unibus consumer RSS run failed: {rss['error']}"]
@@ -136,6 +134,39 @@ def report(broker: str, series: list[Series], lat: dict[str, list[float]],
                   f"MiB after connecting, peak {rss['peak']:.1f} MiB, growth "
                   f"{rss['growth']:.1f} MiB"]
     return "\n".join(lines) + "\n"
+
+
+def latency_table(lat: dict[str, list[list[float]]], rate: int | None,
+                  seconds: float | None) -> list[str]:
+    """p50/p99/max per impl (the median over runs when there are several), and unibus's
+    added p99 run by run against the first other impl."""
+    at = f" of {rate:,} msg/s for {seconds:g} s" if rate and seconds else ""
+    runs = max(len(r) for r in lat.values())
+    over = f", median over {runs} interleaved runs" if runs > 1 else ""
+    lines = ["", f"End-to-end latency at a fixed rate{at} (ms{over}):", "",
+             "| implementation | p50 | p99 | max | samples |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for name, per_run in lat.items():
+        done = [samples for samples in per_run if samples]
+        if not done:
+            lines.append(f"| {name} | failed (see the run's output) | | | 0 |")
+            continue
+        p50 = statistics.median(percentile(s, 50) for s in done) * 1e3
+        p99 = statistics.median(percentile(s, 99) for s in done) * 1e3
+        top = statistics.median(s[-1] for s in done) * 1e3
+        failed = f" ({len(per_run) - len(done)} runs failed)" if len(done) < len(per_run) else ""
+        lines.append(f"| {name} | {p50:.2f} | {p99:.2f} | {top:.2f} | "
+                     f"{sum(map(len, done))}{failed} |")
+    others = [name for name in lat if name != "unibus"]
+    if runs > 1 and "unibus" in lat and others:
+        pairs = [(ours, theirs) for ours, theirs in zip(lat["unibus"], lat[others[0]],
+                                                        strict=False) if ours and theirs]
+        added = [(percentile(a, 99) - percentile(b, 99)) * 1e3 for a, b in pairs]
+        if added:
+            lines += ["", f"unibus p99 minus {others[0]} p99, run by run (ms): "
+                      + ", ".join(f"{d:+.2f}" for d in added)
+                      + f"; median {statistics.median(added):+.2f}"]
+    return lines
 
 
 def write(broker: str, text: str, directory: Path = RESULTS) -> Path:
