@@ -103,6 +103,37 @@ async def test_publishing_to_a_topic_no_queue_is_bound_to_is_an_error(topic: str
             await bus.publish(topic, b"into the void")
 
 
+async def test_a_window_fails_exactly_the_returned_messages(topic: str) -> None:
+    async with opened() as bus:
+        await bus.provision(TopicSpec(name=topic))  # the exchange, no group queue
+        queue = f"{topic}.only-yes"
+        async with raw_channel() as channel:
+            declared = await channel.declare_queue(queue, auto_delete=False)
+            await declared.bind(topic, "yes")
+        try:
+            sent = [unibus.Message(body=f"{i}".encode(), key="yes" if i % 3 else "no")
+                    for i in range(30)]
+            with pytest.raises(unibus.PublishError, match="unroutable") as caught:
+                await bus.publish_many(topic, sent)
+            assert [r.message_id for r in caught.value.receipts] == [
+                m.id for m in sent if m.key == "yes"]
+            # The channel goes on: a whole window is confirmed, nothing is left behind.
+            again = [unibus.Message(body=b"x", key="yes") for _ in range(5)]
+            receipts = await bus.publish_many(topic, again)
+            assert [r.message_id for r in receipts] == [m.id for m in again]
+            # Copies of one message (one id): each copy gets its own answer.
+            yes, no = unibus.Message(body=b"y", key="yes"), unibus.Message(body=b"n", key="no")
+            with pytest.raises(unibus.PublishError, match="unroutable") as caught:
+                await bus.publish_many(topic, [yes, no, no, yes, no])
+            assert [r.message_id for r in caught.value.receipts] == [yes.id, yes.id]
+            async with raw_channel() as channel:
+                declared = await channel.declare_queue(queue, passive=True)
+                assert declared.declaration_result.message_count == 20 + 5 + 2
+        finally:
+            async with raw_channel() as channel:
+                await channel.queue_delete(queue)
+
+
 async def test_provisioned_groups_keep_messages_published_before_they_consume(
     topic: str,
 ) -> None:
@@ -317,6 +348,12 @@ async def test_full_queue_rejects_publishes_with_reject_publish(topic: str) -> N
         await bus.publish_many(topic, [unibus.Message(body=b"1"), unibus.Message(body=b"2")])
         with pytest.raises(unibus.PublishError):
             await bus.publish(topic, unibus.Message(body=b"3"))
+        # In one window, the broker nacks exactly those beyond the limit.
+        await bus.provision(TopicSpec(name=f"{topic}-many", groups=("g",)))
+        sent = [unibus.Message(body=f"{i}".encode()) for i in range(5)]
+        with pytest.raises(unibus.PublishError, match="refused") as caught:
+            await bus.publish_many(f"{topic}-many", sent)
+        assert [r.message_id for r in caught.value.receipts] == [m.id for m in sent[:2]]
 
 
 async def test_full_queue_dead_letters_its_oldest_with_drop_head(topic: str) -> None:

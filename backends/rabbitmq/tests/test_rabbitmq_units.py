@@ -170,3 +170,60 @@ def test_client_exceptions_become_unibus_errors() -> None:
     for manager, raised, expected in cases:
         with pytest.raises(expected), manager:
             raise raised
+
+
+@pytest.mark.parametrize("props", [
+    {},
+    {"delivery_mode": 2, "message_id": "m"},
+    {"content_type": "", "correlation_id": "", "expiration": "", "priority": 0,
+     "delivery_mode": 1, "headers": {}},
+    {"content_type": "application/json", "priority": 9, "correlation_id": "ç" * 100,
+     "expiration": "1500", "message_id": "id", "headers": {"ce_id": "1", "a": 2}},
+    {"message_id": "m", "app_id": "app", "reply_to": "r", "message_type": "t",
+     "timestamp": datetime(2026, 1, 2, tzinfo=UTC), "user_id": "guest"},
+])
+def test_properties_are_marshalled_exactly_as_pamqp_does(props: dict[str, Any]) -> None:
+    assert _wire._Properties(**props).marshal() == Basic.Properties(**props).marshal()
+
+
+def test_an_envelope_is_marshalled_exactly_as_pamqp_does_repeatedly() -> None:
+    sent = unibus.Message(
+        body=b"{}", key="k", headers={"h": "v", "unibus-priority": "3", "unibus-ttl": "2"},
+        content_type="application/json", subject="s", correlation_id="c", causation_id="d",
+        aggregate_version=2, schema_version="1",
+    )
+    for _ in range(2):  # the second time from the cache of repeated header entries
+        props = _wire.properties(sent, attempts=2, extra={"x-extra": "e"})
+        plain = Basic.Properties(**{k: getattr(props, k) for k in Basic.Properties.__slots__})
+        assert props.marshal() == plain.marshal()
+
+
+def test_too_long_short_strings_are_refused_as_pamqp_does() -> None:
+    with pytest.raises(TypeError):
+        _wire._Properties(message_id="x" * 256).marshal()
+
+
+@pytest.mark.parametrize("size", [0, 200, 131_064, 131_065, 300_000])
+def test_a_window_is_framed_exactly_as_aiormq_frames_each_publish(size: int) -> None:
+    from aiormq.abc import ChannelFrame
+    from pamqp.body import ContentBody
+    from unibus_rabbitmq import _pipeline
+
+    max_body = 131_064
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    props = _wire.properties(unibus.Message(body=body, key="k"))
+    parts: list[bytes] = []
+    _pipeline._frames(7, max_body, _pipeline.Outgoing("ex", "k", body, props), parts)
+    chunks = [body[i:i + max_body] for i in range(0, size, max_body)]
+    frames = [Basic.Publish(exchange="ex", routing_key="k", mandatory=True),
+              ContentHeader(body_size=size, properties=props), *map(ContentBody, chunks)]
+    assert b"".join(parts) == ChannelFrame.marshall(channel_number=7, frames=frames).payload
+
+
+def test_copies_of_a_message_go_in_separate_rounds() -> None:
+    from unibus_rabbitmq import _pipeline
+
+    a, b = unibus.Message(body=b"a"), unibus.Message(body=b"b")
+    items = [_pipeline.Outgoing("t", "", m.body, _wire.properties(m)) for m in (a, b, a, a, b)]
+    assert _pipeline.distinct_ids(items) == [[0, 1], [2, 4], [3]]
+    assert _pipeline.distinct_ids(items[:2]) == [[0, 1]]

@@ -14,7 +14,7 @@ from pamqp.commands import Basic
 from unibus.base import check_size
 from unibus.errors import CapabilityError, ClosedError, ConfigError, PublishError, UnibusError
 from unibus.message import Message, Receipt
-from unibus_rabbitmq import _errors, _wire
+from unibus_rabbitmq import _errors, _pipeline, _wire
 from unibus_rabbitmq._options import RabbitMQOptions
 from unibus_rabbitmq._topology import Names, Topology, tier_ms
 
@@ -73,6 +73,26 @@ class Publisher:
             wait=False,  # type: ignore[call-arg]  # aiormq's Channel has it, its ABC not
         )
 
+    async def send_many(self, items: Sequence[_pipeline.Outgoing]) -> list[BaseException | None]:
+        """Per item, None once the broker confirmed it, else the (aiormq) error for it."""
+        channel = await self._underlay()
+        if _pipeline.supports(channel):
+            rounds = _pipeline.distinct_ids(items)
+            if len(rounds) == 1:
+                return await _pipeline.publish_window(
+                    channel, items, self._options.publish_timeout)  # type: ignore[arg-type]
+            # A basic.return names its message only by message id: copies of one message
+            # go in separate windows, so that a return fails the copy it concerns.
+            results: list[BaseException | None] = [None] * len(items)
+            for positions in rounds:
+                answers = await self.send_many([items[i] for i in positions])
+                for position, answer in zip(positions, answers, strict=True):
+                    results[position] = answer
+            return results
+        answers = await asyncio.gather(
+            *(self.send(*item) for item in items), return_exceptions=True)
+        return [a if isinstance(a, BaseException) else None for a in answers]
+
     async def close(self) -> None:
         channel, self._channel = self._channel, None
         if channel is not None and not channel.is_closed:
@@ -108,37 +128,59 @@ class RabbitMQProducer:
         if not messages:
             return []
         await self._topology.exchange(topic)
-        results = await asyncio.gather(
-            *(self._send(topic, m, delay) for m in messages), return_exceptions=True
-        )
+        items: list[_pipeline.Outgoing] = []
+        try:
+            for message in messages:
+                props = _wire.properties(message)
+                exchange, key = topic, _wire.routing_key(message)
+                if delay:
+                    exchange, key = "", await self._delay_queue(topic, delay, props)
+                items.append(_pipeline.Outgoing(exchange, key, message.body, props))
+            with _errors.publishing(topic):
+                results = await self._publisher.send_many(items)
+        except UnibusError as exc:
+            results = [exc] * len(messages)
         receipts = [Receipt(topic=topic, message_id=m.id)
                     for m, r in zip(messages, results, strict=True) if r is None]
-        for result in results:
-            if isinstance(result, BaseException):
-                if not isinstance(result, UnibusError):
-                    raise result
-                error: Any = result
-                if not isinstance(error, PublishError):
-                    error = PublishError(
-                        f"{len(messages) - len(receipts)} of {len(messages)} messages to "
-                        f"{topic!r} were not acknowledged: {result}"
-                    )
-                    error.__cause__ = result
-                error.receipts = receipts
-                raise error
-        return receipts
+        if len(receipts) == len(messages):
+            return receipts
+        failed = next(r for r in results if r is not None)
+        if delay:
+            for item, result in zip(items, results, strict=False):
+                if result is not None:
+                    self._topology.forget_ttl_queue(item.routing_key)
+        if not isinstance(failed, UnibusError):
+            try:
+                with _errors.publishing(topic):
+                    raise failed
+            except UnibusError as mapped:
+                failed = mapped
+        error: Any = failed
+        if not isinstance(error, PublishError):
+            error = PublishError(
+                f"{len(messages) - len(receipts)} of {len(messages)} messages to "
+                f"{topic!r} were not acknowledged: {failed}"
+            )
+            error.__cause__ = failed
+        error.receipts = receipts
+        raise error
+
+    async def _delay_queue(self, topic: str, delay: float, props: Basic.Properties) -> str:
+        """The TTL queue that delays a message to ``topic`` (declared once), with the
+        message's own expiration set on ``props``."""
+        tier, exact = tier_ms(delay)
+        queue = Names.delay(topic, tier)
+        # Dead-lettered with its routing key (the delay queue name): bindings use "#".
+        await self._topology.ttl_queue(topic, queue, tier, to_exchange=topic, to_key=None)
+        props.expiration = str(exact)
+        return queue
 
     async def _send(self, topic: str, message: Message, delay: float | None) -> None:
         props = _wire.properties(message)
         await self._topology.exchange(topic)
         exchange, key = topic, _wire.routing_key(message)
         if delay:
-            tier, exact = tier_ms(delay)
-            queue = Names.delay(topic, tier)
-            # Dead-lettered with its routing key (the delay queue name): bindings use "#".
-            await self._topology.ttl_queue(topic, queue, tier, to_exchange=topic, to_key=None)
-            exchange, key = "", queue
-            props.expiration = str(exact)
+            exchange, key = "", await self._delay_queue(topic, delay, props)
         try:
             with _errors.publishing(topic):
                 await self._publisher.send(exchange, key, message.body, props)
