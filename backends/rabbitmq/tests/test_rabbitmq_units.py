@@ -227,3 +227,17 @@ def test_copies_of_a_message_go_in_separate_rounds() -> None:
     items = [_pipeline.Outgoing("t", "", m.body, _wire.properties(m)) for m in (a, b, a, a, b)]
     assert _pipeline.distinct_ids(items) == [[0, 1], [2, 4], [3]]
     assert _pipeline.distinct_ids(items[:2]) == [[0, 1]]
+
+
+def test_coalesced_acks_are_the_frames_aiormq_writes() -> None:
+    from unibus_rabbitmq import _pipeline
+
+    for tag in (1, 2**40 + 7):
+        frame = _pipeline._ACK.pack(1, 9, 13, 60, 80, tag, 0, 0xCE)
+        assert frame == _marshalled(9, Basic.Ack(delivery_tag=tag, multiple=False))
+
+
+def _marshalled(channel: int, frame: Any) -> bytes:
+    from aiormq.abc import ChannelFrame
+
+    return ChannelFrame.marshall(channel_number=channel, frames=[frame]).payload

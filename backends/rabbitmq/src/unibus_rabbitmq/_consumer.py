@@ -15,7 +15,7 @@ from unibus.base import BaseConsumer, BaseDelivery
 from unibus.capabilities import Capabilities
 from unibus.deadletter import failure_headers
 from unibus.errors import ConsumeError
-from unibus_rabbitmq import _errors, _wire
+from unibus_rabbitmq import _errors, _pipeline, _wire
 from unibus_rabbitmq._options import RabbitMQOptions
 from unibus_rabbitmq._producer import Publisher
 from unibus_rabbitmq._topology import Names, Topology, tier_ms
@@ -66,6 +66,7 @@ class RabbitMQConsumer(BaseConsumer):
         self._stopped = False
         # Quorum queues count deliveries; requeueing there keeps the count exact.
         self._counted = group is not None and options.queue_type == "quorum"
+        self._acks = _pipeline.Acks()
 
     # -- start and recovery -----------------------------------------------------------------
 
@@ -161,6 +162,14 @@ class RabbitMQConsumer(BaseConsumer):
 
     # -- settlement hooks -------------------------------------------------------------------
 
+    def _ack_now(self, delivery: BaseDelivery) -> None:
+        """An ack joins the others of this loop turn in one write (see ``_pipeline.Acks``);
+        like ``basic_ack(wait=False)`` in :meth:`_ack`, it is queued, in order, for the
+        connection's writer: AMQP acks have no reply to wait for."""
+        raw: aiormq.abc.DeliveredMessage = delivery.raw
+        with _errors.settling("ack"):
+            self._acks.add(raw.channel, raw.delivery_tag or 0)  # type: ignore[arg-type]
+
     async def _ack(self, delivery: BaseDelivery) -> None:
         raw: aiormq.abc.DeliveredMessage = delivery.raw
         with _errors.settling("ack"):
@@ -231,6 +240,7 @@ class RabbitMQConsumer(BaseConsumer):
 
     async def _stop_fetching(self) -> None:
         self._stopped = True
+        await self._acks.drain()
         channel = self._channel
         if channel is None:
             return
@@ -241,6 +251,7 @@ class RabbitMQConsumer(BaseConsumer):
                 await underlay.basic_cancel(tag, timeout=_QUICK)
 
     async def _finish(self) -> None:
+        await self._acks.drain()
         channel, self._channel = self._channel, None
         if channel is not None and not channel.is_closed:
             with contextlib.suppress(Exception):

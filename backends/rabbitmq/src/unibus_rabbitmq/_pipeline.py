@@ -1,4 +1,6 @@
-"""A window of publishes written to the socket in a few writes, with one future per window.
+"""Publish windows and acks handed to aiormq's writer a batch at a time.
+
+A window of publishes written to the socket in a few writes, with one future per window.
 
 aiormq's ``Channel.basic_publish`` costs, per message, a turn of the channel lock, a put on
 the connection's write queue (10 slots, so 1,000 gathered publishes mostly wait there), a
@@ -31,7 +33,7 @@ import pamqp.frame
 from aiormq.abc import ChannelFrame
 from pamqp.commands import Basic
 
-__all__ = ["Outgoing", "distinct_ids", "publish_window", "supports"]
+__all__ = ["Acks", "Outgoing", "distinct_ids", "publish_window", "supports"]
 
 #: Frames handed to the writer at a time: the broker starts on a window's first messages
 #: while the rest are being framed.
@@ -228,3 +230,56 @@ async def publish_window(
             if ids.get(message_id) == tag:
                 del ids[message_id]
     return window.results
+
+
+_ACK = struct.Struct(">BHIHHQBB")  # method frame: basic.ack (60, 80), tag, multiple=0, end
+
+
+class Acks:
+    """Acks given within one turn of the event loop go to the connection's writer as one
+    frame (one socket write) instead of one write-queue put and socket write each.
+
+    ``basic.ack`` has no reply in AMQP: like ``basic_ack(wait=False)``, an ack is done for
+    the client once it is queued in order for the writer. Here it is queued at the end of
+    the current loop turn; :meth:`drain` hands everything over (before a channel closes).
+    An ack for a closed channel raises at once (the broker requeued the message).
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[aiormq.Channel, list[int]] = {}
+        self._scheduled = False
+        self._puts: set[asyncio.Task[None]] = set()
+
+    def add(self, channel: aiormq.Channel, tag: int) -> None:
+        if channel.is_closed:
+            raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
+        tags = self._pending.get(channel)
+        if tags is None:
+            tags = self._pending[channel] = []
+        tags.append(tag)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, {}
+        for channel, tags in pending.items():
+            if channel.is_closed:
+                continue  # the broker requeues what the closed channel had unacked
+            number, pack = channel.number, _ACK.pack
+            frame = ChannelFrame(
+                payload=b"".join([pack(1, number, 13, 60, 80, tag, 0, 0xCE) for tag in tags]),
+                should_close=False)
+            try:
+                channel.write_queue.put_nowait(frame)
+            except asyncio.QueueFull:
+                put = asyncio.get_running_loop().create_task(channel.write_queue.put(frame))
+                self._puts.add(put)
+                put.add_done_callback(self._puts.discard)
+
+    async def drain(self) -> None:
+        """Everything acked so far is queued for the writer."""
+        self.flush()
+        if self._puts:
+            await asyncio.gather(*self._puts, return_exceptions=True)
