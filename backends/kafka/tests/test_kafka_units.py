@@ -128,6 +128,7 @@ def test_a_delivery_decodes_its_record_on_first_use() -> None:
     from aiokafka import TopicPartition  # type: ignore[import-untyped]
     from aiokafka.structs import ConsumerRecord  # type: ignore[import-untyped]
     from unibus_kafka._delivery import KafkaDelivery, RecordRef
+    from unibus_kafka._offsets import PartitionOffsets
 
     from unibus.positions import Position
 
@@ -138,13 +139,20 @@ def test_a_delivery_decodes_its_record_on_first_use() -> None:
     class Consumer:  # what BaseDelivery reads of its consumer
         group = "g"
 
-    delivery = KafkaDelivery(Consumer(), record, "orders", 1,  # type: ignore[arg-type]
-                             RecordRef(TopicPartition("orders", 2), 41, 1))
+    part = PartitionOffsets(41, tp=TopicPartition("orders", 2), epoch=1)
+    delivery = KafkaDelivery(Consumer(), record, "orders", 1, part, 41)  # type: ignore[arg-type]
     assert delivery.message == sent
     assert delivery.message is delivery.message, "decoded once"
     assert delivery.position == Position("orders", 41, 2)
+    assert delivery.raw == RecordRef(TopicPartition("orders", 2), 41, 1)
+    assert (delivery.group, delivery.attempt, delivery.settled) == ("g", 1, False)
+    retry_part = PartitionOffsets(5, tp=TopicPartition("orders.retry", 0), epoch=1)
     retried = KafkaDelivery(Consumer(), record, "orders", 3,  # type: ignore[arg-type]
-                            RecordRef(TopicPartition("orders.retry", 0), 5, 1),
-                            message=sent, position=Position("orders", 41, 2))
+                            retry_part, 5, sent, Position("orders", 41, 2))
     assert retried.message is sent
     assert retried.position == Position("orders", 41, 2)
+    assert retried.raw == RecordRef(TopicPartition("orders.retry", 0), 5, 1)
+    again = retried.again()
+    assert (again.attempt, again.message, again.position) == (4, sent, retried.position)
+    assert again.raw == retried.raw
+    assert not again.settled

@@ -135,8 +135,12 @@ class KafkaConsumer(BaseConsumer):
 
     def _reset(self, tp: Any, offset: int, metadata: str | None) -> None:
         self._client.seek(tp, offset)
-        self._offsets[tp] = PartitionOffsets(offset, metadata if self._marks else None)
-        self._epochs[tp] = self._epochs.get(tp, 0) + 1
+        epoch = self._epochs[tp] = self._epochs.get(tp, 0) + 1
+        old = self._offsets.get(tp)
+        if old is not None:
+            old.live = False  # its deliveries are stale now
+        self._offsets[tp] = PartitionOffsets(offset, metadata if self._marks else None,
+                                             tp=tp, epoch=epoch)
         self._moves += 1
         self._resume_at.pop(tp, None)
 
@@ -213,10 +217,10 @@ class KafkaConsumer(BaseConsumer):
         self._revoking |= mine
         self._moves += 1
         try:
-            self._drop_buffered(lambda d: d.raw.tp not in mine)
+            self._drop_buffered(lambda d: _part(d).tp not in mine)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self._options.rebalance_drain_timeout
-            while any(d.raw.tp in mine and not d.settled for d in self._in_flight):
+            while any(_part(d).tp in mine and not d.settled for d in self._in_flight):
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     log.warning("rebalance group=%s: in-flight deliveries did not settle within "
@@ -233,7 +237,9 @@ class KafkaConsumer(BaseConsumer):
                             self.group, exc)
         finally:
             for tp in mine:
-                self._offsets.pop(tp, None)
+                gone = self._offsets.pop(tp, None)
+                if gone is not None:
+                    gone.live = False
                 self._epochs[tp] = self._epochs.get(tp, 0) + 1
                 self._resume_at.pop(tp, None)
             self._revoking -= mine
@@ -263,10 +269,10 @@ class KafkaConsumer(BaseConsumer):
                     epochs = dict(self._epochs)
                     batches = await self._client.getmany(timeout_ms=self._poll_ms(),
                                                          max_records=room)
-                    deliveries = self._deliveries(batches, epochs)
+                    deliveries, handed = self._deliveries(batches, epochs)
                     moves = self._moves
-                    if deliveries and self._marks and self.group is not None:
-                        await self._mark({d.raw.tp for d in deliveries})
+                    if handed and self._marks and self.group is not None:
+                        await self._mark(handed)
                     if moves == self._moves:
                         self._push_many(deliveries)
                     else:
@@ -304,35 +310,44 @@ class KafkaConsumer(BaseConsumer):
                 self._client.resume(tp)
 
     def _deliveries(self, batches: dict[Any, list[Any]], epochs: dict[Any, int]
-                    ) -> list[BaseDelivery]:
+                    ) -> tuple[list[BaseDelivery], list[Any]]:
+        """The deliveries of a fetch, and the partitions that handed records out."""
         out: list[BaseDelivery] = []
+        handed: list[Any] = []
         now_ms = time.time() * 1000
+        new = KafkaDelivery
         for tp, records in batches.items():
             offsets = self._offsets.get(tp)
-            if offsets is None or tp in self._revoking:
+            if offsets is None or tp in self._revoking or not records:
                 continue
             if self._epochs.get(tp) != epochs.get(tp):
                 # Reassigned while this fetch was under way: the records may predate the
                 # new position. Drop them and fetch again from where the partition starts.
                 self._client.seek(tp, offsets.position)
                 continue
-            epoch = self._epochs[tp]
             if tp.topic in self._retry:
-                out.extend(self._retry_deliveries(tp, records, offsets, epoch, now_ms))
+                due = self._retry_deliveries(tp, records, offsets, now_ms)
+                if due:
+                    out += due
+                    handed.append(tp)
                 continue
+            handed.append(tp)
             # The hot path: no header is needed to hand a plain record out, so the message
-            # is decoded on first use (KafkaDelivery), not here.
-            topic, hi, rounds = tp.topic, offsets.prior_hi, offsets.prior_rounds
-            ref = tuple.__new__  # RecordRef(...) without its Python-level __new__
-            for record in records:
-                offset = record.offset
-                out.append(KafkaDelivery(self, record, topic, rounds + 1 if offset < hi else 1,
-                                         ref(RecordRef, (tp, offset, epoch))))
-            offsets.hand_out_many([record.offset for record in records])
-        return out
+            # is decoded on first use (KafkaDelivery), not here; per record, one object.
+            topic, hi = tp.topic, offsets.prior_hi
+            at = [record.offset for record in records]
+            if at[0] >= hi:  # no earlier owner handed any of these out
+                out += [new(self, record, topic, 1, offsets, offset)
+                        for record, offset in zip(records, at, strict=True)]
+            else:
+                again = offsets.prior_rounds + 1
+                out += [new(self, record, topic, again if offset < hi else 1, offsets, offset)
+                        for record, offset in zip(records, at, strict=True)]
+            offsets.hand_out_many(at)
+        return out, handed
 
     def _retry_deliveries(self, tp: Any, records: list[Any], offsets: PartitionOffsets,
-                          epoch: int, now_ms: float) -> list[BaseDelivery]:
+                          now_ms: float) -> list[BaseDelivery]:
         """Deliveries of a retry topic's due records, as their original topic and position."""
         out: list[BaseDelivery] = []
         for record in records:
@@ -350,9 +365,8 @@ class KafkaConsumer(BaseConsumer):
             attempt = offsets.earlier_deliveries(record.offset) + int(
                 _number(headers.get(ATTEMPT), 1))
             offsets.hand_out(record.offset)
-            out.append(KafkaDelivery(self, record, topic, max(attempt, 1),
-                                     RecordRef(tp, record.offset, epoch),
-                                     message=decode(record, headers), position=position))
+            out.append(KafkaDelivery(self, record, topic, max(attempt, 1), offsets, record.offset,
+                                     decode(record, headers), position))
         return out
 
     async def _mark(self, tps: Iterable[Any]) -> None:
@@ -430,8 +444,8 @@ class KafkaConsumer(BaseConsumer):
 
     def _live(self, delivery: BaseDelivery) -> bool:
         """May this delivery still be handed out (its partition neither moved nor moving)?"""
-        ref: RecordRef = delivery.raw
-        return self._epochs.get(ref.tp) == ref.epoch and ref.tp not in self._revoking
+        part = _part(delivery)
+        return part.live and part.tp not in self._revoking
 
     def _forget(self, delivery: BaseDelivery) -> None:
         delivery._settled = True
@@ -440,17 +454,17 @@ class KafkaConsumer(BaseConsumer):
             self._drained.set()
 
     def _current(self, delivery: BaseDelivery) -> PartitionOffsets | None:
-        ref: RecordRef = delivery.raw
-        if self._epochs.get(ref.tp) != ref.epoch:
+        part = _part(delivery)
+        if not part.live:
             log.info("consumer group=%s: %s settled after its partition moved; the record will "
                      "be delivered again", self.group, delivery)
             return None
-        return self._offsets.get(ref.tp)
+        return part
 
     def _settled(self, delivery: BaseDelivery) -> None:
         offsets = self._current(delivery)
         if offsets is not None:
-            offsets.settle(delivery.raw.offset)
+            offsets.settle(delivery._offset)  # type: ignore[attr-defined]
         self._room.set()
 
     async def _ack(self, delivery: BaseDelivery) -> None:
@@ -459,10 +473,14 @@ class KafkaConsumer(BaseConsumer):
     def _note_ack(self, delivery: BaseDelivery) -> None:
         # The offset is marked settled here and committed later (and before any
         # rebalance, seek or close): the ack itself needs no round trip.
-        ref: RecordRef = delivery.raw  # _settled, inlined: this runs once per message
-        offsets = self._offsets.get(ref.tp) if self._epochs.get(ref.tp) == ref.epoch else None
-        if offsets is not None:
-            offsets.settle(ref.offset)
+        part: PartitionOffsets = delivery._part  # type: ignore[attr-defined]
+        if part.live:  # _settled, inlined: this runs once per message
+            offset: int = delivery._offset  # type: ignore[attr-defined]
+            pending = part.pending
+            if pending and pending[0] == offset and not part.done:
+                pending.popleft()  # PartitionOffsets.settle's in-order case, inlined
+            else:
+                part.settle(offset)
         else:
             self._current(delivery)  # logs why the ack changes nothing
         self._room.set()
@@ -472,9 +490,7 @@ class KafkaConsumer(BaseConsumer):
             self._room.set()
             return
         if self.group is None:
-            again = BaseDelivery(self, delivery.message, topic=delivery.topic,
-                                 attempt=delivery.attempt + 1, position=delivery.position,
-                                 raw=delivery.raw)
+            again = _again(delivery)
             self._spawn(self._redeliver_later(again, delay))
             self._room.set()
             return
@@ -528,9 +544,7 @@ class KafkaConsumer(BaseConsumer):
                 future = await producer.send(topic, message, headers=headers)
                 await future
         except UnibusError:
-            again = BaseDelivery(self, delivery.message, topic=delivery.topic,
-                                 attempt=delivery.attempt + 1, position=delivery.position,
-                                 raw=delivery.raw)
+            again = _again(delivery)
             self._spawn(self._redeliver_later(again, 1.0))
             raise
 
@@ -548,7 +562,7 @@ class KafkaConsumer(BaseConsumer):
             for tp, offset in targets.items():
                 self._reset(tp, offset, None)
                 self._offsets[tp].committed = -1  # commit the new position
-            self._drop_buffered(lambda d: self._epochs.get(d.raw.tp) == d.raw.epoch)
+            self._drop_buffered(lambda d: _part(d).live)
         with _errors.consuming("commit the sought position"):
             await self._commit(targets)
 
@@ -569,6 +583,8 @@ class KafkaConsumer(BaseConsumer):
                     log.warning("consumer group=%s: final commit failed (%s): %s", self.group,
                                 attempt + 1, exc)
         finally:
+            for offsets in self._offsets.values():
+                offsets.live = False
             self._offsets.clear()
             if self.transactions is not None:
                 await self.transactions.close()
@@ -598,6 +614,17 @@ class KafkaConsumer(BaseConsumer):
         return self._options.transactional_id or (
             f"{self._options.client_id}-{self.group}-{uuid.uuid4().hex[:12]}"
         )
+
+
+def _part(delivery: BaseDelivery) -> PartitionOffsets:
+    """The offsets of the partition (and assignment) a delivery of this consumer came from."""
+    part: PartitionOffsets = delivery._part  # type: ignore[attr-defined]
+    return part
+
+
+def _again(delivery: BaseDelivery) -> BaseDelivery:
+    again: BaseDelivery = delivery.again()  # type: ignore[attr-defined]
+    return again
 
 
 def _number(value: str | None, default: float) -> float:

@@ -10,6 +10,7 @@ offsets below ``hi`` (and at or above the committed offset) were already handed 
 from __future__ import annotations
 
 import collections
+from typing import Any
 
 __all__ = ["PartitionOffsets", "parse_mark"]
 
@@ -28,13 +29,24 @@ def parse_mark(metadata: str | None) -> tuple[int, int]:
 
 
 class PartitionOffsets:
-    """Offsets of one assigned partition since it was assigned (or sought)."""
+    """Offsets of one assigned partition since it was assigned (or sought).
 
-    def __init__(self, committed: int, metadata: str | None = None) -> None:
+    Deliveries keep a reference to the object of their partition: once the partition is
+    revoked or sought, ``live`` turns false and settling them changes nothing (their
+    records come again), without a lookup per settle.
+    """
+
+    def __init__(self, committed: int, metadata: str | None = None, *, tp: Any = None,
+                 epoch: int = 0) -> None:
+        self.tp = tp
+        self.epoch = epoch
+        self.live = True
         self.committed = committed  # last offset committed to the group
         self.position = committed  # next offset after the last one handed out
-        self._pending: collections.deque[int] = collections.deque()
-        self._done: set[int] = set()
+        # Handed out and not yet committable, ascending; and the ones of them settled out of
+        # order. (Public for the consumer's ack, which inlines settle's in-order case.)
+        self.pending: collections.deque[int] = collections.deque()
+        self.done: set[int] = set()
         hi, rounds = parse_mark(metadata)
         # What earlier owners handed out: [committed, hi) was delivered `rounds` times.
         self.prior_hi, self.prior_rounds = (hi, rounds) if hi > committed else (0, 0)
@@ -45,42 +57,42 @@ class PartitionOffsets:
         return self.prior_rounds if offset < self.prior_hi else 0
 
     def hand_out(self, offset: int) -> None:
-        self._pending.append(offset)
+        self.pending.append(offset)
         self.position = max(self.position, offset + 1)
 
     def hand_out_many(self, offsets: list[int]) -> None:
         """``hand_out`` for each of ``offsets`` (ascending, as a fetch returns them)."""
         if offsets:
-            self._pending.extend(offsets)
+            self.pending.extend(offsets)
             self.position = max(self.position, offsets[-1] + 1)
 
     def settle(self, offset: int) -> None:
-        pending = self._pending
-        if not self._done and pending and pending[0] == offset:
+        pending = self.pending
+        if not self.done and pending and pending[0] == offset:
             pending.popleft()  # settled in order, the common case
             return
-        self._done.add(offset)
-        while pending and pending[0] in self._done:
-            self._done.discard(pending.popleft())
+        self.done.add(offset)
+        while pending and pending[0] in self.done:
+            self.done.discard(pending.popleft())
 
     def is_pending(self, offset: int) -> bool:
-        return offset in self._pending and offset not in self._done
+        return offset in self.pending and offset not in self.done
 
     def unsettled_before(self, offset: int) -> bool:
         """Is a delivery earlier than ``offset`` still unsettled?"""
-        return bool(self._pending) and self._pending[0] < offset
+        return bool(self.pending) and self.pending[0] < offset
 
     def commit_offset_with(self, extra: set[int]) -> int:
         """The commit offset if the offsets in ``extra`` were settled too."""
-        for offset in self._pending:
-            if offset not in self._done and offset not in extra:
+        for offset in self.pending:
+            if offset not in self.done and offset not in extra:
                 return offset
         return self.position
 
     @property
     def commit_offset(self) -> int:
         """Everything below this offset is settled."""
-        return self._pending[0] if self._pending else self.position
+        return self.pending[0] if self.pending else self.position
 
     @property
     def needs_mark(self) -> bool:
