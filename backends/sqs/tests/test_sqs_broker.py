@@ -24,6 +24,7 @@ from sqs_support import (
 from unibus_sqs._backend import SQSBackend
 
 import unibus
+from unibus import deadletter
 from unibus.errors import OperationTimeoutError
 
 
@@ -257,3 +258,91 @@ async def test_native_redrive_is_refused_where_the_server_lacks_it_sns_moto() ->
         consumer = await bus.consumer(topic, group="g")
         got = [await receive_one(consumer) for _ in messages]
         assert {d.message.headers["unibus-replay-count"] for d in got} == {"1"}
+
+
+# -- the envelope's wire form: defaults stay off the wire (docs/design/sqs-envelope.md) ------
+
+async def _topic_queue_url(bus: unibus.Bus, topic: str) -> str:
+    backend = bus.backend
+    assert isinstance(backend, SQSBackend)
+    t = backend.topology
+    return await t.queue_url(t.names.topic_queue(topic), create=False, topic=topic)
+
+
+async def test_default_envelope_is_two_attributes_and_the_old_form_still_decodes() -> None:
+    topic = new_topic()
+    async with opened(ELASTICMQ_URL) as bus, cleanup(bus, topic), raw_sqs(ELASTICMQ) as sqs:
+        await bus.provision(topic, groups=("g",))
+        url = await _topic_queue_url(bus, topic)
+        # What a consumer that is not unibus sees of a default message: ce_id and ce_time.
+        sent = unibus.Message(body=b"new form", headers={"tenant": "acme"})
+        await bus.publish(topic, sent)
+        reply = await sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5,
+                                          MessageAttributeNames=["All"])
+        [raw] = reply["Messages"]
+        assert set(raw["MessageAttributes"]) == {"ce_id", "ce_time", "tenant"}
+        await sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=raw["ReceiptHandle"],
+                                            VisibilityTimeout=0)
+        consumer = await bus.consumer(topic, group="g")
+        delivery = await receive_one(consumer)
+        await delivery.ack()
+        assert delivery.message == sent
+        # Written the old way, every envelope attribute present: decoded the same.
+        old = unibus.Message(body=b"old form", key="k", headers={"tenant": "acme"})
+        attributes = {**old.wire_headers(), "unibus-key": "k"}
+        await sqs.send_message(QueueUrl=url, MessageBody="old form", MessageAttributes={
+            n: {"DataType": "String", "StringValue": v} for n, v in attributes.items()})
+        delivery = await receive_one(consumer)
+        await delivery.ack()
+        assert delivery.message == old
+        # Not from unibus (no ce_id): a fresh id, the defaults, its attributes as headers.
+        await sqs.send_message(QueueUrl=url, MessageBody="foreign", MessageAttributes={
+            "origin": {"DataType": "String", "StringValue": "lambda"}})
+        delivery = await receive_one(consumer)
+        await delivery.ack()
+        got = delivery.message
+        assert (got.body, got.headers) == (b"foreign", {"origin": "lambda"})
+        assert (got.type, got.source) == (unibus.Message().type, unibus.Message().source)
+
+
+async def test_sns_fan_out_carries_the_whole_envelope() -> None:
+    topic = new_topic()
+    async with opened(MOTO_SNS_URL) as bus, cleanup(bus, topic):
+        billing = await bus.consumer(topic, group="billing")
+        audit = await bus.consumer(topic, group="audit")
+        plain = unibus.Message(body=b"defaults", key="k", headers={"tenant": "acme"})
+        custom = unibus.Message(body=b"custom", type="orders.placed", source="shop",
+                                subject="o/1", correlation_id="c")
+        await bus.publish(topic, plain)
+        await bus.publish_many(topic, [custom])
+        for consumer in (billing, audit):
+            got = {}
+            for _ in range(2):
+                delivery = await receive_one(consumer)
+                await delivery.ack()
+                got[delivery.message.id] = delivery.message
+            assert got == {plain.id: plain, custom.id: custom}
+
+
+@pytest.mark.parametrize("url", [ELASTICMQ_URL, MOTO_SNS_URL], ids=["queue", "sns"])
+async def test_dead_letter_and_replay_keep_the_default_envelope(url: str) -> None:
+    topic = new_topic()
+    async with opened(url) as bus, cleanup(bus, topic):
+        consumer = await bus.consumer(topic, group="g")
+        sent = unibus.Message(body=b"poison", key="k", headers={"tenant": "acme"})
+        await bus.publish(topic, sent)
+        await (await receive_one(consumer)).dead_letter("broken")
+        dlq = bus.dead_letter_queue(topic, "g")
+        deadline = time.monotonic() + 20
+        while not (dead := await dlq.list()):
+            assert time.monotonic() < deadline, "the dead letter did not arrive"
+            await asyncio.sleep(0.2)  # polling the DLQ
+        [letter] = dead
+        assert letter.message.replace(headers=sent.headers) == sent
+        assert letter.message.headers["tenant"] == "acme"
+        assert letter.reason == "broken"
+        assert await dlq.replay() == 1
+        replayed = await receive_one(consumer)
+        await replayed.ack()
+        assert replayed.message.replace(headers=sent.headers) == sent
+        assert replayed.message.headers[deadletter.REPLAY_COUNT] == "1"

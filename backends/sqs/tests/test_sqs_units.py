@@ -12,7 +12,9 @@ from unibus_sqs._options import SQSOptions
 from unibus_sqs._producer import build_entry
 
 import unibus
+from unibus import deadletter
 from unibus.capabilities import DeliveryGuarantee, Ordering
+from unibus.message import DEFAULT_SOURCE, DEFAULT_TYPE
 
 
 def options(url: str, **extra: object) -> SQSOptions:
@@ -129,6 +131,70 @@ def test_foreign_messages_keep_their_attributes() -> None:
     assert got.body == b"hello"
     assert got.headers == {"origin": "lambda"}
     assert got.id
+
+
+def test_default_envelope_fields_stay_off_the_wire_and_come_back() -> None:
+    message = unibus.Message(body=b"x", headers={"tenant": "acme"})
+    _, attributes = encode(message)
+    assert set(attributes) == {"ce_id", "ce_time", "tenant"}
+    got = decode("x", attributes)
+    assert got == message
+    assert (got.type, got.source) == (DEFAULT_TYPE, DEFAULT_SOURCE)
+
+
+def test_non_default_type_and_source_are_sent() -> None:
+    message = unibus.Message(body=b"x", type="orders.placed", source="shop", subject="s")
+    _, attributes = encode(message)
+    assert attributes["ce_type"]["StringValue"] == "orders.placed"
+    assert attributes["ce_source"]["StringValue"] == "shop"
+    assert "ce_specversion" not in attributes
+    assert decode("x", attributes) == message
+    only_type = message.replace(source=DEFAULT_SOURCE)
+    _, attributes = encode(only_type)
+    assert "ce_source" not in attributes
+    assert decode("x", attributes) == only_type
+
+
+@pytest.mark.parametrize("message", [
+    unibus.Message(body=b"x", key="k", headers={"tenant": "acme"}),
+    unibus.Message(body=b"\xff", type="t", source="s", correlation_id="c", aggregate_version=3),
+    unibus.Message(body=b"", headers={f"h{i}": f"v{i}" for i in range(12)}),
+])
+def test_messages_in_the_five_attribute_form_still_decode(message: unibus.Message) -> None:
+    """What unibus wrote before defaults were left out: every envelope attribute sent."""
+    body, attributes = encode(message)
+    full = message.wire_headers()
+    envelope = {n: {"DataType": "String", "StringValue": full[n]}
+                for n in ("ce_specversion", "ce_type", "ce_source")}
+    old = {**attributes, **envelope}
+    assert decode(body, old) == message
+    if PACKED in attributes:  # the old form could also carry them packed
+        packed = json.loads(attributes[PACKED]["StringValue"])
+        packed.update({n: full[n] for n in envelope})
+        old = {**attributes, PACKED: {"DataType": "String", "StringValue": json.dumps(packed)}}
+        assert decode(body, old) == message
+
+
+def test_a_message_without_ce_id_is_foreign() -> None:
+    """A non-unibus producer's message: fresh id, default type and source, attributes as
+    user headers (a ce_type it sends is still read as the type)."""
+    got = decode("hi", {"origin": {"DataType": "String", "StringValue": "lambda"},
+                        "ce_type": {"DataType": "String", "StringValue": "aws.event"}})
+    assert got.headers == {"origin": "lambda"}
+    assert got.type == "aws.event"
+    assert got.source == DEFAULT_SOURCE
+    assert got.id
+    assert got.id != decode("hi", {}).id
+
+
+def test_dead_letter_entries_carry_envelope_and_failure_headers() -> None:
+    message = unibus.Message(body=b"x", key="k", headers={"tenant": "acme"})
+    extra = deadletter.failure_headers(message, topic="t", group="g", reason="bad",
+                                       attempts=3)
+    dead = message.with_headers(**extra)
+    entry = build_entry(dead, fifo=False, sns=False)
+    assert len(entry["MessageAttributes"]) <= MAX_ATTRIBUTES
+    assert decode(entry["MessageBody"], entry["MessageAttributes"]) == dead
 
 
 def test_wire_size_counts_the_base64_growth() -> None:

@@ -5,6 +5,11 @@ empty; a message carries at most 10 attributes. Envelope and user headers travel
 String attributes while they fit; whatever does not fit (too many, bad names, empty values)
 is packed as JSON into one ``unibus-packed`` attribute. Bodies that are not valid text are
 sent base64-encoded and marked by ``unibus-body``.
+
+Envelope attributes that hold their defaults are left out (docs/design/sqs-envelope.md):
+``ce_specversion`` is never sent, ``ce_type`` and ``ce_source`` only when they differ from
+``DEFAULT_TYPE`` / ``DEFAULT_SOURCE``. Decoding puts the defaults back (the Message's own
+defaults), so a message round-trips exactly, and one written with all five still decodes.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from unibus.errors import SerializationError
-from unibus.message import Message
+from unibus.message import DEFAULT_SOURCE, DEFAULT_TYPE, Message
 
 __all__ = ["MAX_ATTRIBUTES", "decode", "encode", "fifo_id", "wire_size"]
 
@@ -33,7 +38,7 @@ _NAME = re.compile(r"^(?!aws\.|amazon\.)[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}(?<!\.
 _BAD_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _FIFO_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 # Envelope fields first: they stay native attributes when user headers must be packed.
-_FIRST = ("ce_id", "ce_type", "ce_source", "ce_time", "ce_specversion", KEY)
+_FIRST = ("ce_id", "ce_type", "ce_source", "ce_time", KEY)
 _RANK = {name: rank for rank, name in enumerate(_FIRST)}
 
 Attributes = dict[str, dict[str, str]]
@@ -61,14 +66,35 @@ def _utf8_len(text: str) -> int:
 def encode(message: Message, *, extra: Mapping[str, str] | None = None) -> tuple[str, Attributes]:
     """The SQS body and MessageAttributes for ``message`` (``extra``: more headers)."""
     headers = message.wire_headers()
+    # Defaults stay off the wire: every attribute costs the client a serialisation and a
+    # parse per message, and the server its storage (decode restores them).
+    del headers["ce_specversion"]
+    if message.type == DEFAULT_TYPE:
+        del headers["ce_type"]
+    if message.source == DEFAULT_SOURCE:
+        del headers["ce_source"]
     if extra:
         headers.update(extra)
     if message.key is not None:
         headers[KEY] = message.key
-    last = len(_FIRST)
-    ordered = sorted(headers.items(), key=lambda kv: _RANK.get(kv[0], last))
     body, marker = _encode_body(message.body)
     room = MAX_ATTRIBUTES - (1 if marker else 0)
+    attributes: Attributes
+    if len(headers) <= room and all(_native(n, v) for n, v in headers.items()):
+        # The common case: every header is a native attribute, nothing to order or pack.
+        attributes = {n: {"DataType": "String", "StringValue": v} for n, v in headers.items()}
+    else:
+        attributes = _packing(headers, room)
+    if marker:
+        attributes[BODY] = {"DataType": "String", "StringValue": marker}
+    return body, attributes
+
+
+def _packing(headers: dict[str, str], room: int) -> Attributes:
+    """Native attributes for the envelope first, then user headers while they fit; the rest
+    packed as JSON into one attribute."""
+    last = len(_FIRST)
+    ordered = sorted(headers.items(), key=lambda kv: _RANK.get(kv[0], last))
     native = [(n, v) for n, v in ordered if _native(n, v)]
     packed = {n: v for n, v in ordered if not _native(n, v)}
     if len(native) > room or (packed and len(native) > room - 1):
@@ -79,9 +105,7 @@ def encode(message: Message, *, extra: Mapping[str, str] | None = None) -> tuple
     if packed:
         attributes[PACKED] = {"DataType": "String",
                               "StringValue": json.dumps(packed, ensure_ascii=True)}
-    if marker:
-        attributes[BODY] = {"DataType": "String", "StringValue": marker}
-    return body, attributes
+    return attributes
 
 
 def _encode_body(body: bytes) -> tuple[str, str | None]:
