@@ -54,12 +54,29 @@ class Source:
     subscription: str | None = None
 
 
-@dataclasses.dataclass
-class Handle:
-    source: Source
-    receipt: str
-    sqs_id: str
-    extended_at: float
+class SQSDelivery(BaseDelivery):
+    """A received SQS message: its receipt handle and queue, decoded on first read."""
+
+    __slots__ = ("_attributes", "_body", "extended_at", "receipt", "source", "sqs_id")
+
+    def __init__(self, consumer: SQSConsumer, source: Source, raw: dict[str, Any],
+                 attempt: int, now: float) -> None:
+        receipt = raw["ReceiptHandle"]
+        super().__init__(consumer, None, topic=source.topic, attempt=attempt, raw=receipt)
+        self.source = source
+        self.receipt: str = receipt
+        self.sqs_id: str = raw.get("MessageId", "")
+        self.extended_at = now  # when its visibility timeout last started
+        self._body: str = raw.get("Body", "")
+        self._attributes: dict[str, Any] | None = raw.get("MessageAttributes")
+
+    def _decode(self) -> Message:
+        body, attributes = self._body, self._attributes
+        self._body, self._attributes = "", None  # the Message holds what is needed now
+        try:
+            return decode(body, attributes)
+        except SerializationError:
+            return Message(body=body.encode("utf-8"))
 
 
 class SQSConsumer(BaseConsumer):
@@ -72,7 +89,7 @@ class SQSConsumer(BaseConsumer):
         self.topology = topology
         self.options = topology.options
         self.sources = list(sources)
-        self._unsettled: dict[str, Handle] = {}  # receipt handle -> handle
+        self._unsettled: dict[str, SQSDelivery] = {}  # receipt handle -> delivery
         self._room = asyncio.Event()
         self._room.set()
         self._stopping = False
@@ -156,8 +173,10 @@ class SQSConsumer(BaseConsumer):
                 continue
             finally:
                 self._reserved -= room
-            for raw in reply.get("Messages", []) or []:
-                self._push(self._delivery(source, raw))
+            messages = reply.get("Messages")
+            if messages:
+                now = time.monotonic()
+                self._push_many([self._delivery(source, raw, now) for raw in messages])
 
     async def _receive(self, source: Source, room: int) -> dict[str, Any]:
         task = asyncio.current_task()
@@ -172,25 +191,18 @@ class SQSConsumer(BaseConsumer):
         finally:
             self._polling.discard(task)
 
-    def _delivery(self, source: Source, raw: dict[str, Any]) -> BaseDelivery:
-        body = raw.get("Body", "")
-        try:
-            message = decode(body, raw.get("MessageAttributes"))
-        except SerializationError:
-            message = Message(body=body.encode("utf-8"))
-        system = raw.get("Attributes", {})
-        handle = Handle(source, raw["ReceiptHandle"], raw.get("MessageId", ""),
-                        time.monotonic())
-        self._unsettled[handle.receipt] = handle
-        return BaseDelivery(self, message, topic=source.topic,
-                            attempt=max(1, int(system.get("ApproximateReceiveCount", "1"))),
-                            raw=handle)
+    def _delivery(self, source: Source, raw: dict[str, Any], now: float) -> SQSDelivery:
+        system = raw.get("Attributes")
+        count = system.get("ApproximateReceiveCount") if system else None
+        delivery = SQSDelivery(self, source, raw, max(1, int(count)) if count else 1, now)
+        self._unsettled[delivery.receipt] = delivery
+        return delivery
 
-    def _forget(self, delivery: BaseDelivery) -> Handle:
-        handle: Handle = delivery.raw
-        self._unsettled.pop(handle.receipt, None)
+    def _forget(self, delivery: BaseDelivery) -> SQSDelivery:
+        assert isinstance(delivery, SQSDelivery)
+        self._unsettled.pop(delivery.receipt, None)
         self._room.set()
-        return handle
+        return delivery
 
     async def _keep_invisible(self) -> None:
         """Extend the visibility of unsettled messages so a slow handler causes no duplicate."""
@@ -199,17 +211,17 @@ class SQSConsumer(BaseConsumer):
         while True:
             await asyncio.sleep(period)  # heartbeat cadence
             now = time.monotonic()
-            due: dict[str, list[Handle]] = {}
-            for handle in list(self._unsettled.values()):
-                if now - handle.extended_at >= timeout / 2:
-                    due.setdefault(handle.source.url, []).append(handle)
-            for url, handles in due.items():
-                for i in range(0, len(handles), 10):
-                    chunk = handles[i:i + 10]
+            due: dict[str, list[SQSDelivery]] = {}
+            for delivery in list(self._unsettled.values()):
+                if now - delivery.extended_at >= timeout / 2:
+                    due.setdefault(delivery.source.url, []).append(delivery)
+            for url, deliveries in due.items():
+                for i in range(0, len(deliveries), 10):
+                    chunk = deliveries[i:i + 10]
                     with contextlib.suppress(UnibusError):
                         await self._change_visibility(url, chunk, timeout)
-                    for handle in chunk:
-                        handle.extended_at = now
+                    for delivery in chunk:
+                        delivery.extended_at = now
 
     # -- settling -------------------------------------------------------------------------
 
@@ -222,9 +234,10 @@ class SQSConsumer(BaseConsumer):
         except QueueGone as exc:
             raise SettlementError(f"the queue is gone; {exc}") from exc
 
-    async def _change_visibility(self, url: str, handles: list[Handle], timeout: int) -> None:
-        entries = [{"Id": str(i), "ReceiptHandle": h.receipt, "VisibilityTimeout": timeout}
-                   for i, h in enumerate(handles)]
+    async def _change_visibility(self, url: str, deliveries: list[SQSDelivery],
+                                 timeout: int) -> None:
+        entries = [{"Id": str(i), "ReceiptHandle": d.receipt, "VisibilityTimeout": timeout}
+                   for i, d in enumerate(deliveries)]
         try:
             with boundary("changing visibility", default=SettlementError):
                 await self.topology.clients.sqs.change_message_visibility_batch(
@@ -233,24 +246,24 @@ class SQSConsumer(BaseConsumer):
             raise SettlementError(f"the queue is gone; {exc}") from exc
 
     async def _ack(self, delivery: BaseDelivery) -> None:
-        handle = self._forget(delivery)
-        await self._deletes.submit(handle.source.url, {"ReceiptHandle": handle.receipt})
+        sqs = self._forget(delivery)
+        await self._deletes.submit(sqs.source.url, {"ReceiptHandle": sqs.receipt})
 
     async def _nack(self, delivery: BaseDelivery, delay: float) -> None:
-        handle = self._forget(delivery)
-        await self._change_visibility(handle.source.url, [handle],
+        sqs = self._forget(delivery)
+        await self._change_visibility(sqs.source.url, [sqs],
                                       min(math.ceil(delay), _MAX_VISIBILITY))
 
     async def _dead_letter(self, delivery: BaseDelivery, reason: str) -> None:
-        handle = self._forget(delivery)
-        source = handle.source
+        sqs = self._forget(delivery)
+        source = sqs.source
         message = delivery.message
         extra = failure_headers(message, topic=source.topic, group=source.group,
                                 reason=reason, attempts=delivery.attempt)
         # In a FIFO DLQ each dead letter is its own message group, so listing the DLQ (which
         # holds what it read) never hides the rest of a group behind it.
         entry = build_entry(message.with_headers(**extra), fifo=self.options.fifo, sns=False,
-                            dedup=f"dl-{handle.sqs_id}", group=f"dl-{handle.sqs_id}")
+                            dedup=f"dl-{sqs.sqs_id}", group=f"dl-{sqs.sqs_id}")
         try:
             with boundary("dead-lettering", default=SettlementError, topic=source.topic):
                 await self.topology.clients.sqs.send_message(
@@ -259,7 +272,7 @@ class SQSConsumer(BaseConsumer):
             raise SettlementError(f"dead-lettering failed; {exc}") from exc
         log.error("dlq_send topic=%s group=%s id=%s reason=%s", source.topic, source.group,
                   message.id, reason)
-        await self._deletes.submit(source.url, {"ReceiptHandle": handle.receipt})
+        await self._deletes.submit(source.url, {"ReceiptHandle": sqs.receipt})
 
     # -- closing --------------------------------------------------------------------------
 
@@ -283,15 +296,15 @@ class SQSConsumer(BaseConsumer):
         await asyncio.gather(*self._fetchers, return_exceptions=True)
 
     async def _release(self, deliveries: list[BaseDelivery]) -> None:
-        by_url: dict[str, list[Handle]] = {}
+        by_url: dict[str, list[SQSDelivery]] = {}
         for delivery in deliveries:
-            handle = self._forget(delivery)
-            by_url.setdefault(handle.source.url, []).append(handle)
-        for url, handles in by_url.items():
-            for i in range(0, len(handles), 10):
+            sqs = self._forget(delivery)
+            by_url.setdefault(sqs.source.url, []).append(sqs)
+        for url, chunk in by_url.items():
+            for i in range(0, len(chunk), 10):
                 # Best effort: what is not released reappears after the visibility timeout.
                 with contextlib.suppress(UnibusError):
-                    await self._change_visibility(url, handles[i:i + 10], 0)
+                    await self._change_visibility(url, chunk[i:i + 10], 0)
 
     async def _finish(self) -> None:
         await self._deletes.close()
