@@ -113,7 +113,9 @@ class BaseDelivery:
         self._settled = True
 
     async def ack(self) -> None:
-        self._claim()
+        if self._settled:  # _claim, inlined: this runs once per message
+            raise AlreadySettledError(f"message {self.message.id} was already settled")
+        self._settled = True
         consumer = self._consumer
         now = consumer._ack_now
         if now is None or consumer._closed:
