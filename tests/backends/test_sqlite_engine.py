@@ -263,6 +263,37 @@ async def test_a_database_with_the_first_lease_indexes_is_upgraded(url: str) -> 
     assert {"leases_keyed", "leases_owned", "leases_waiting", "leases_leased"} <= names
 
 
+async def test_a_database_with_the_first_lease_table_is_upgraded_with_its_leases(
+        url: str) -> None:
+    async with unibus.connect(url) as bus:
+        await bus.publish_many("orders", [unibus.Message(body=b"one"),
+                                          unibus.Message(body=b"two")])
+        consumer = await bus.consumer("orders", group="billing")
+        await take(consumer, 1, ack=False)
+        await consumer.close()  # both were fetched: released, their attempts kept
+    path = url.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # as the first releases had it
+        conn.execute("ALTER TABLE leases RENAME TO leases_new")
+        conn.execute("CREATE TABLE leases (topic TEXT NOT NULL, grp TEXT NOT NULL, "
+                     "seq INTEGER NOT NULL, key TEXT, attempt INTEGER NOT NULL, "
+                     "visible_at REAL NOT NULL, owner TEXT, lease_until REAL, token INTEGER, "
+                     "PRIMARY KEY (topic, grp, seq))")
+        conn.execute("INSERT INTO leases SELECT * FROM leases_new")
+        conn.execute("DROP TABLE leases_new")
+        conn.commit()
+    async with unibus.connect(url) as bus:
+        consumer = await bus.consumer("orders", group="billing")
+        got = await take(consumer, 2)
+        await consumer.close()
+    assert [(d.message.body, d.attempt) for d in got] == [(b"one", 2), (b"two", 2)]
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'leases'").fetchone()[0]
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master "
+                                                "WHERE type = 'index' AND tbl_name = 'leases'")}
+    assert "WITHOUT ROWID" in sql
+    assert {"leases_keyed", "leases_owned", "leases_waiting", "leases_leased"} <= names
+
+
 async def test_a_batch_mixing_known_and_new_ids_stores_only_the_new(url: str) -> None:
     async with unibus.connect(url) as bus:
         known = unibus.Message(body=b"known")
