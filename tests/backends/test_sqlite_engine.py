@@ -80,6 +80,20 @@ async def test_a_dead_consumers_lease_expires_and_the_message_comes_back(url: st
         await quiet(consumer)
 
 
+async def test_a_live_consumers_lease_is_renewed_past_lease_timeout(url: str) -> None:
+    async with unibus.connect(url, lease_timeout=0.5) as bus:
+        await bus.provision(TopicSpec(name="jobs", groups=("workers",)))
+        await bus.publish("jobs", b"slow job")
+        holder = await bus.consumer("jobs", group="workers")
+        [held] = await take(holder, 1, ack=False)
+        other = await bus.consumer("jobs", group="workers")
+        with pytest.raises(unibus.OperationTimeoutError):  # three lease timeouts go by
+            await other.receive(timeout=1.5)
+        await held.ack()
+        await holder.close()
+        await quiet(other)
+
+
 async def test_retention_prunes_only_what_every_group_has_passed(url: str) -> None:
     async with unibus.connect(url, prune_interval=0.01) as bus:
         await bus.provision(TopicSpec(name="clicks", retention=0.2, groups=("fast", "slow")))
@@ -259,8 +273,8 @@ async def test_a_database_with_the_first_lease_indexes_is_upgraded(url: str) -> 
     with contextlib.closing(sqlite3.connect(path)) as conn:
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master "
                                                 "WHERE type = 'index' AND tbl_name = 'leases'")}
-    assert not names & {"leases_by_key", "leases_by_owner"}
-    assert {"leases_keyed", "leases_owned", "leases_waiting", "leases_leased"} <= names
+    assert not names & {"leases_by_key", "leases_by_owner", "leases_owned"}
+    assert {"leases_keyed", "leases_waiting", "leases_leased"} <= names
 
 
 async def test_a_database_with_the_first_lease_table_is_upgraded_with_its_leases(
@@ -291,7 +305,7 @@ async def test_a_database_with_the_first_lease_table_is_upgraded_with_its_leases
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master "
                                                 "WHERE type = 'index' AND tbl_name = 'leases'")}
     assert "WITHOUT ROWID" in sql
-    assert {"leases_keyed", "leases_owned", "leases_waiting", "leases_leased"} <= names
+    assert {"leases_keyed", "leases_waiting", "leases_leased"} <= names
 
 
 async def test_a_batch_mixing_known_and_new_ids_stores_only_the_new(url: str) -> None:

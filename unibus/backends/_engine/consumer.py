@@ -179,8 +179,8 @@ class EmbeddedConsumer(BaseConsumer):
         await self._flush_acks()
         leases = [(d.topic, d.raw[0], d.raw[1]) for d in deliveries]
         with contextlib.suppress(UnibusError):  # unreleased leases lapse after lease_timeout
-            await self._store.call(SettlementError, queue.release, self._grp, self._owner,
-                                   leases, time.time())
+            await self._store.call(SettlementError, queue.release, self.topics, self._grp,
+                                   self._owner, leases, time.time())
         for topic in {d.topic for d in deliveries}:
             self._store.notify(topic)
 
@@ -191,8 +191,8 @@ class EmbeddedConsumer(BaseConsumer):
             if self.group is None:
                 await self._store.call(ConsumeError, queue.leave, self.topics, self._grp)
             else:
-                await self._store.call(ConsumeError, queue.release, self._grp, self._owner,
-                                       None, time.time())
+                await self._store.call(ConsumeError, queue.release, self.topics, self._grp,
+                                       self._owner, None, time.time())
         finally:
             for topic in self.topics:  # released leases: wake the other members here
                 self._store.notify(topic)

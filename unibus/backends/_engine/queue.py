@@ -59,6 +59,11 @@ SELECT EXISTS (SELECT 1 FROM groups AS g JOIN topics AS t ON t.topic = g.topic
 """
 
 
+# The leases in flight at one consumer (?4) of a group (?2, ?3), found through the index of
+# the group's leases in flight: no index by owner to write for every lease.
+_OWNED = "topic = ?2 AND grp = ?3 AND lease_until IS NOT NULL AND owner = ?4"
+
+
 def _resolve(conn: sqlite3.Connection, topic: str, to: Target) -> int | None:
     """The offset ``to`` means in ``topic`` (None: a Position of another topic)."""
     row = conn.execute("SELECT next_seq FROM topics WHERE topic = ?", (topic,)).fetchone()
@@ -284,15 +289,16 @@ def dead_letter(conn: sqlite3.Connection, topic: str, grp: str, seq: int, token:
     return True
 
 
-def release(conn: sqlite3.Connection, grp: str, owner: str,
+def release(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: str,
             leases: Sequence[tuple[str, int, int]] | None, now: float) -> None:
-    """Make leases visible again at once (all of ``owner``'s when ``leases`` is None);
-    the attempt count is kept, so the next delivery counts one more."""
+    """Make leases visible again at once (all of ``owner``'s on ``topics`` when ``leases``
+    is None); the attempt count is kept, so the next delivery counts one more."""
     if leases is None:
-        conn.execute(
-            "UPDATE leases SET owner = NULL, lease_until = NULL, token = NULL, visible_at = ? "
-            "WHERE owner = ?", (now, owner),
-        )
+        with transaction(conn):
+            conn.executemany(
+                "UPDATE leases SET owner = NULL, lease_until = NULL, token = NULL, "
+                f"visible_at = ?1 WHERE {_OWNED}", [(now, t, grp, owner) for t in topics],
+            )
         return
     with transaction(conn):
         conn.executemany(
@@ -306,7 +312,8 @@ def heartbeat(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: 
               now: float, lease_until: float) -> None:
     """Keep a live consumer's leases (and its group) from expiring."""
     with transaction(conn):
-        conn.execute("UPDATE leases SET lease_until = ? WHERE owner = ?", (lease_until, owner))
+        conn.executemany(f"UPDATE leases SET lease_until = ?1 WHERE {_OWNED}",
+                         [(lease_until, topic, grp, owner) for topic in topics])
         conn.executemany("UPDATE groups SET seen_at = ? WHERE topic = ? AND grp = ?",
                          [(now, topic, grp) for topic in topics])
 

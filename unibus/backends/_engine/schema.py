@@ -57,7 +57,6 @@ CREATE TABLE IF NOT EXISTS leases (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS leases_keyed ON leases (topic, grp, key, seq)
     WHERE key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS leases_owned ON leases (owner) WHERE owner IS NOT NULL;
 CREATE INDEX IF NOT EXISTS leases_waiting ON leases (topic, grp, visible_at)
     WHERE owner IS NULL;
 CREATE INDEX IF NOT EXISTS leases_leased ON leases (topic, grp, lease_until)
@@ -91,10 +90,13 @@ CREATE TABLE IF NOT EXISTS dedup (
 _LEASE_COLUMNS = "topic, grp, seq, key, attempt, visible_at, owner, lease_until, token"
 
 # Indexes of the first schema 1 databases, replaced by the partial ones in _TABLES: a lease is
-# written to the indexes that can find it, so a keyless lease in flight costs three B-tree
-# writes rather than five. (A process of an older unibus on the same file creates them
-# again; both sets then work, the newer process drops them at its next start.)
-_OLD_INDEXES = ("leases_by_key", "leases_by_owner", "leases_free", "leases_expiring")
+# written to the indexes that can find it, so a keyless lease in flight costs two B-tree
+# writes (the table, leases_leased) rather than six. leases_owned went last: heartbeats and
+# close find a consumer's leases among its group's in flight. (A process of an older unibus
+# on the same file creates them again; both sets then work, the newer process drops them at
+# its next start.)
+_OLD_INDEXES = ("leases_by_key", "leases_by_owner", "leases_free", "leases_expiring",
+                "leases_owned")
 
 
 def prepare(conn: sqlite3.Connection, *, durable: bool, busy_timeout: float,
