@@ -6,7 +6,15 @@ import json
 
 import pytest
 from unibus_sqs import SQSBackend
-from unibus_sqs._codec import MAX_ATTRIBUTES, PACKED, decode, encode, fifo_id
+from unibus_sqs._codec import (
+    MAX_ATTRIBUTES,
+    PACKED,
+    decode,
+    encode,
+    encode_sized,
+    fifo_id,
+    wire_size,
+)
 from unibus_sqs._names import Names
 from unibus_sqs._options import SQSOptions
 from unibus_sqs._producer import build_entry
@@ -195,6 +203,17 @@ def test_dead_letter_entries_carry_envelope_and_failure_headers() -> None:
     entry = build_entry(dead, fifo=False, sns=False)
     assert len(entry["MessageAttributes"]) <= MAX_ATTRIBUTES
     assert decode(entry["MessageBody"], entry["MessageAttributes"]) == dead
+
+
+@pytest.mark.parametrize("message", [
+    unibus.Message(body=b"x" * 200),
+    unibus.Message(body=b"\xff\x00", key="k", headers={"a": "\u00e9"}, type="t"),
+    unibus.Message(body=b""),
+    unibus.Message(body="gr\u00fc\u00dfe".encode(), headers={f"h{i}": "v" for i in range(12)}),
+])
+def test_the_size_counted_while_encoding_is_the_wire_size(message: unibus.Message) -> None:
+    body, attributes, size = encode_sized(message)
+    assert size == wire_size(body, attributes)
 
 
 def test_wire_size_counts_the_base64_growth() -> None:

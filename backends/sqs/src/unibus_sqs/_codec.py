@@ -26,7 +26,7 @@ from typing import Any
 from unibus.errors import SerializationError
 from unibus.message import DEFAULT_SOURCE, DEFAULT_TYPE, Message
 
-__all__ = ["MAX_ATTRIBUTES", "decode", "encode", "fifo_id", "wire_size"]
+__all__ = ["MAX_ATTRIBUTES", "decode", "encode", "encode_sized", "fifo_id", "wire_size"]
 
 MAX_ATTRIBUTES = 10
 KEY = "unibus-key"
@@ -40,6 +40,7 @@ _FIFO_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 # Envelope fields first: they stay native attributes when user headers must be packed.
 _FIRST = ("ce_id", "ce_type", "ce_source", "ce_time", KEY)
 _RANK = {name: rank for rank, name in enumerate(_FIRST)}
+_STRING = len("String")  # the DataType of every attribute unibus writes
 
 Attributes = dict[str, dict[str, str]]
 
@@ -65,6 +66,13 @@ def _utf8_len(text: str) -> int:
 
 def encode(message: Message, *, extra: Mapping[str, str] | None = None) -> tuple[str, Attributes]:
     """The SQS body and MessageAttributes for ``message`` (``extra``: more headers)."""
+    body, attributes, _ = encode_sized(message, extra=extra)
+    return body, attributes
+
+
+def encode_sized(message: Message, *, extra: Mapping[str, str] | None = None,
+                 ) -> tuple[str, Attributes, int]:
+    """:func:`encode` and the entry's :func:`wire_size`, counted while it is built."""
     headers = message.wire_headers()
     # Defaults stay off the wire: every attribute costs the client a serialisation and a
     # parse per message, and the server its storage (decode restores them).
@@ -79,15 +87,21 @@ def encode(message: Message, *, extra: Mapping[str, str] | None = None) -> tuple
         headers[KEY] = message.key
     body, marker = _encode_body(message.body)
     room = MAX_ATTRIBUTES - (1 if marker else 0)
-    attributes: Attributes
     if len(headers) <= room and all(_native(n, v) for n, v in headers.items()):
         # The common case: every header is a native attribute, nothing to order or pack.
-        attributes = {n: {"DataType": "String", "StringValue": v} for n, v in headers.items()}
-    else:
-        attributes = _packing(headers, room)
+        attributes: Attributes = {}
+        size = _utf8_len(body) + len(headers) * _STRING
+        for n, v in headers.items():
+            attributes[n] = {"DataType": "String", "StringValue": v}
+            size += _utf8_len(n) + _utf8_len(v)
+        if marker:
+            attributes[BODY] = {"DataType": "String", "StringValue": marker}
+            size += len(BODY) + _STRING + len(marker)
+        return body, attributes, size
+    attributes = _packing(headers, room)
     if marker:
         attributes[BODY] = {"DataType": "String", "StringValue": marker}
-    return body, attributes
+    return body, attributes, wire_size(body, attributes)
 
 
 def _packing(headers: dict[str, str], room: int) -> Attributes:

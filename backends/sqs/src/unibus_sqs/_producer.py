@@ -13,7 +13,7 @@ from unibus.capabilities import Capabilities
 from unibus.errors import CapabilityError, ClosedError, MessageTooLargeError, PublishError
 from unibus.message import Message, Receipt
 from unibus_sqs._capabilities import MAX_MESSAGE_SIZE
-from unibus_sqs._codec import encode, fifo_id, wire_size
+from unibus_sqs._codec import encode_sized, fifo_id
 from unibus_sqs._errors import QueueGone, boundary
 from unibus_sqs._topology import Topology
 
@@ -38,8 +38,7 @@ def _sized_entry(
 ) -> tuple[dict[str, Any], int]:
     """:func:`build_entry` and the bytes SQS counts for it (batches are cut by size)."""
     check_size(message, MAX_MESSAGE_SIZE, "sqs")
-    body, attributes = encode(message, extra=extra)
-    size = wire_size(body, attributes)
+    body, attributes, size = encode_sized(message, extra=extra)
     if size > MAX_MESSAGE_SIZE:
         raise MessageTooLargeError(size, MAX_MESSAGE_SIZE, "sqs")
     entry: dict[str, Any] = {"Message" if sns else "MessageBody": body,
@@ -108,9 +107,14 @@ class SQSProducer:
                            delay: float | None = None) -> list[Receipt]:
         self._check(delay)
         fifo, sns = self.options.fifo, self.topology.sns_mode
-        sized = [_sized_entry(m, fifo=fifo, sns=sns, delay=delay) for m in messages]
-        entries = [entry for entry, _ in sized]
-        chunks = _chunks([size for _, size in sized])
+        entries: list[dict[str, Any]] = []
+        sizes: list[int] = []
+        for i, m in enumerate(messages):
+            entry, size = _sized_entry(m, fifo=fifo, sns=sns, delay=delay)
+            entry["Id"] = str(i)  # built once, whichever batch (or retry) carries it
+            entries.append(entry)
+            sizes.append(size)
+        chunks = _chunks(sizes)
         receipts: list[Receipt | None] = [None] * len(messages)
         failures: list[str] = []
 
@@ -146,7 +150,7 @@ class SQSProducer:
         pending = list(chunk)
         for round_ in range(3):
             target = await self._target(topic)
-            batch = [{"Id": str(i), **entries[i]} for i in pending]
+            batch = [entries[i] for i in pending]
             try:
                 with boundary(f"publishing to {topic}", default=PublishError, topic=topic):
                     if self.topology.sns_mode:
