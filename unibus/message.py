@@ -15,7 +15,7 @@ import itertools
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from unibus.errors import InvalidMessageError
 
@@ -103,6 +103,44 @@ def wire_time(moment: datetime) -> str:
     return f"{head}.{micro:06d}+00:00" if micro else f"{head}+00:00"
 
 
+_FACTORY: Any = object()  # "no argument given": the field's default factory runs
+_Class = TypeVar("_Class", bound=type)
+
+
+def _fast_init(cls: _Class) -> _Class:
+    """Give a frozen slots dataclass an ``__init__`` that stores each field through its slot
+    descriptor: the same signature, defaults and ``__post_init__`` call as the generated one,
+    at about a third of its cost (the generated one calls ``object.__setattr__`` per field,
+    which made building a message the largest per-message cost of a publish)."""
+    fields = dataclasses.fields(cls)
+    scope: dict[str, Any] = {"_FACTORY": _FACTORY}
+    params, lines = [], []
+    for field in fields:
+        name = field.name
+        scope[f"_set_{name}"] = cls.__dict__[name].__set__
+        if field.default is not dataclasses.MISSING:
+            scope[f"_default_{name}"] = field.default
+            params.append(f"{name}=_default_{name}")
+        elif field.default_factory is not dataclasses.MISSING:
+            scope[f"_factory_{name}"] = field.default_factory
+            params.append(f"{name}=_FACTORY")
+            lines.append(f"    if {name} is _FACTORY: {name} = _factory_{name}()")
+        else:
+            params.append(name)
+    lines += [f"    _set_{f.name}(self, {f.name})" for f in fields]
+    if hasattr(cls, "__post_init__"):
+        lines.append("    self.__post_init__()")
+    source = f"def __init__(self, {', '.join(params)}) -> None:\n" + "\n".join(lines)
+    exec(source, scope)  # built from the class's own field names, as dataclasses does
+    init = scope["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__annotations__ = {**{f.name: f.type for f in fields}, "return": None}
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
+
+
+@_fast_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class Message:
     """One event: bytes body, ordering key, user headers and the envelope fields.
@@ -148,8 +186,12 @@ class Message:
         ):
             raise InvalidMessageError("aggregate_version must be an int or None")
         headers = self.headers
-        if type(headers) is dict and not headers:
-            return
+        if type(headers) is dict:
+            if not headers:
+                return
+        elif not isinstance(headers, Mapping):
+            raise InvalidMessageError(
+                f"headers must be a mapping of str to str, got {type(headers).__name__}")
         for name, value in headers.items():
             if not isinstance(name, str) or not name:
                 raise InvalidMessageError(f"header names must be non-empty str, got {name!r}")
@@ -226,6 +268,7 @@ class Message:
         return cls(body=body, key=key, headers=user, **fields)
 
 
+@_fast_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class Receipt:
     """What the broker told us about a publish it acknowledged.

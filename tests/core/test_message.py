@@ -1,10 +1,12 @@
+import dataclasses
+import pickle
 from datetime import UTC, datetime
 
 import pytest
 
 import unibus
 from unibus import deadletter
-from unibus.message import Message
+from unibus.message import Message, Receipt
 
 
 def test_wire_headers_round_trip_every_field() -> None:
@@ -33,6 +35,8 @@ def test_foreign_messages_get_an_id_and_keep_their_headers() -> None:
         ({"headers": {"a": 1}}, "str value"),
         ({"headers": {"": "x"}}, "non-empty"),
         ({"headers": {"ce_id": "x"}}, "reserved"),
+        ({"headers": None}, "headers must be a mapping"),
+        ({"headers": [("a", "b")]}, "headers must be a mapping"),
         ({"id": ""}, "id"),
         ({"time": datetime(2026, 1, 1)}, "timezone"),
         ({"aggregate_version": "3"}, "aggregate_version"),
@@ -104,3 +108,21 @@ def test_wire_time_is_isoformat(moment: datetime) -> None:
 
     assert wire_time(moment) == moment.isoformat()
     assert wire_time(moment) == wire_time(moment)  # from the cache the second time
+
+
+def test_messages_and_receipts_stay_immutable_dataclasses() -> None:
+    message = Message(b"a", "k", {"h": "v"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        message.body = b"b"  # type: ignore[misc]
+    assert message == Message(b"a", "k", {"h": "v"}, id=message.id, time=message.time)
+    assert message.replace(key="z").key == "z"
+    assert [f.name for f in dataclasses.fields(message)][:3] == ["body", "key", "headers"]
+    assert pickle.loads(pickle.dumps(message)) == message
+    assert Message().headers == {}
+    assert Message().id != Message().id
+    receipt = Receipt("t", "id", offset=3)
+    assert (receipt.partition, receipt.offset, receipt.duplicate) == (None, 3, False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        receipt.offset = 4  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Message(b"", nope=1)  # type: ignore[call-arg]
