@@ -14,10 +14,12 @@ import pytest
 from unibus_pulsar import PulsarBackend, PulsarOptions
 from unibus_pulsar._backend import client_logger
 from unibus_pulsar._dead_letters import acknowledged
+from unibus_pulsar._delivery import PulsarDelivery
 from unibus_pulsar._errors import boundary
 from unibus_pulsar._names import Names, decode_position, encode_position
 
 import unibus
+from unibus.base import BaseDelivery
 from unibus.capabilities import Ordering
 from unibus.positions import Position
 
@@ -150,6 +152,21 @@ def test_positions_round_trip_as_opaque_strings() -> None:
         decode_position(Position("orders", "not base64!"))
     with pytest.raises(unibus.ConfigError):
         decode_position(Position("orders", 12))
+
+
+def test_delivery_sets_every_field_of_the_base_delivery() -> None:
+    """PulsarDelivery sets BaseDelivery's slots itself (it runs once per message): a slot
+    added to BaseDelivery must be set there too."""
+
+    class Consumer:
+        group = "g"
+
+    delivery = PulsarDelivery(Consumer(), ("pc", "msg"), "t", 2)  # type: ignore[arg-type]
+    for name in BaseDelivery.__slots__:
+        getattr(delivery, name)  # AttributeError: not set
+    assert (delivery.topic, delivery.attempt, delivery.group, delivery.raw) == (
+        "t", 2, "g", ("pc", "msg"))
+    assert not delivery.settled
 
 
 def test_dead_letter_cursor_ranges() -> None:

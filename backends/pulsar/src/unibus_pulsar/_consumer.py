@@ -69,22 +69,24 @@ class _Slots:
 
     def __init__(self, size: int) -> None:
         self.free = size
-        self._freed = asyncio.Event()
-        self._freed.set()
+        #: Set whenever ``free`` > 0.
+        self.freed = asyncio.Event()
+        self.freed.set()
 
     def take(self, count: int) -> None:
         self.free -= count
         if self.free <= 0:
-            self._freed.clear()
+            self.freed.clear()
 
     def release(self, count: int = 1) -> None:
         self.free += count
-        self._freed.set()
+        if self.free > 0:
+            self.freed.set()
 
     async def wait(self) -> None:
         """Until at least one slot is free."""
         while self.free <= 0:
-            await self._freed.wait()
+            await self.freed.wait()
 
 
 class _Receiver:
@@ -279,6 +281,8 @@ class PulsarConsumer(BaseConsumer):
         wait for the next message to arrive (one thread hop per burst, not per message)."""
         receiver = _Receiver(pc._consumer)
         slots = self._slots
+        # The topic every message of ``pc`` comes from, when one name says it.
+        main = self.topics[0] if pc is self._pc and len(self.topics) == 1 else None
         try:
             while True:
                 await slots.wait()
@@ -298,8 +302,15 @@ class PulsarConsumer(BaseConsumer):
                 if self._seeking and pc is self._pc:
                     continue  # read before the seek: the broker rewinds past them
                 slots.take(len(messages))
-                delivery = self._delivery
-                self._push_many([delivery(pc, msg) for msg in messages])
+                if main is not None:
+                    # The topic's own messages: the broker's count is the whole count, and
+                    # nothing is read from the properties until the message is.
+                    self._push_many([PulsarDelivery(self, (pc, msg), main,
+                                                    msg.redelivery_count() + 1)
+                                     for msg in messages])
+                else:
+                    delivery = self._delivery
+                    self._push_many([delivery(pc, msg) for msg in messages])
         finally:
             # A receive still outstanding completes into nothing; its message stays
             # unacknowledged and comes back when the consumer closes.
@@ -311,16 +322,15 @@ class PulsarConsumer(BaseConsumer):
             # read from the properties until the message is.
             topic = (self.topics[0] if len(self.topics) == 1
                      else self._short_name(msg.topic_name()))
-            return PulsarDelivery(self, pc, msg, topic=topic, attempt=msg.redelivery_count() + 1)
+            return PulsarDelivery(self, (pc, msg), topic, msg.redelivery_count() + 1)
         # A retry copy carries the attempts before it, its topic and its original position.
         properties = msg.properties()
         earlier = int(properties.pop(ATTEMPTS, "0") or 0)
         origin = properties.pop(ORIGIN, None)
         topic = properties.pop(TOPIC, None) or self._short_name(msg.topic_name())
-        return PulsarDelivery(self, pc, msg, topic=topic,
-                              attempt=earlier + msg.redelivery_count() + 1,
-                              properties=properties,
-                              position=Position(topic=topic, offset=origin) if origin else None)
+        return PulsarDelivery(self, (pc, msg), topic, earlier + msg.redelivery_count() + 1,
+                              properties,
+                              Position(topic=topic, offset=origin) if origin else None)
 
     def _short_name(self, full: str) -> str:
         short = self._short_names.get(full)
@@ -362,7 +372,10 @@ class PulsarConsumer(BaseConsumer):
             log.warning("pulsar: an acknowledgement failed (%s); the broker will redeliver",
                         result_name(exc) or exc)
         finally:
-            self._slots.release()
+            slots = self._slots  # _Slots.release(), inlined: once per message
+            slots.free += 1
+            if slots.free == 1:
+                slots.freed.set()
 
     async def _nack(self, delivery: BaseDelivery, delay: float) -> None:
         o = self._backend.options
