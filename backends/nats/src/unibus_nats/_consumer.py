@@ -39,7 +39,7 @@ __all__ = ["JetStreamConsumer", "NATSDelivery"]
 log = logging.getLogger("unibus.nats")
 
 #: How long after a pull request's own expiry the fetch loop stops waiting for its end.
-_EXPIRY_GRACE = 0.2
+_EXPIRY_GRACE = 0.05
 
 
 class NATSDelivery(BaseDelivery):
