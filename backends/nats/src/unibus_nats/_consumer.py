@@ -38,9 +38,6 @@ __all__ = ["JetStreamConsumer", "NATSDelivery"]
 
 log = logging.getLogger("unibus.nats")
 
-#: How long after a pull request's own expiry the fetch loop stops waiting for its end.
-_EXPIRY_GRACE = 0.05
-
 
 class NATSDelivery(BaseDelivery):
     __slots__ = ()
@@ -183,12 +180,10 @@ class JetStreamConsumer(BaseConsumer):
                 await asyncio.sleep(min(0.1 * failures, 2.0))  # back off while reconnecting
                 continue
             failures = 0
-            # The server ends an expired request with a 408 status, but not every time (about
-            # one request in thirty on 2.9 with messages arriving meanwhile), and a server that
-            # restarted forgot the request: past its expiry, plus the trip, it is over anyway.
+            # A server that restarted forgot the request: stop waiting after its expiry.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pull.request_over.wait(),
-                                       self.options.fetch_timeout + _EXPIRY_GRACE)
+                                       self.options.fetch_timeout + 2.0)
             pull.request_over.set()
             if pull.missing and not self._stopping:
                 failures += 1
