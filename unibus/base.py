@@ -58,12 +58,14 @@ class BaseDelivery:
         self,
         consumer: BaseConsumer,
         message: Message | None,
-        *,
         topic: str,
         attempt: int,
         position: Position | None = None,
         raw: Any = None,
     ) -> None:
+        # Positional on purpose: a backend's per-record delivery calls this once per message
+        # (``BaseDelivery.__init__(self, consumer, None, topic, attempt)``), and keyword
+        # arguments cost more than the fields it sets.
         self._consumer = consumer
         self._settled = False
         self._message = message
