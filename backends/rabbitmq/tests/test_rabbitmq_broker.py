@@ -134,6 +134,45 @@ async def test_a_window_fails_exactly_the_returned_messages(topic: str) -> None:
                 await channel.queue_delete(queue)
 
 
+async def test_concurrent_publishes_of_one_message_each_get_their_own_answer(
+    topic: str,
+) -> None:
+    """A basic.return names its message only by id: the same message sent at once to a
+    topic nobody listens to and to one that is bound fails only where it was returned."""
+    void, bound = f"{topic}-void", f"{topic}-bound"
+    queue = f"{bound}.listener"
+    async with opened() as bus:
+        await bus.provision(TopicSpec(name=void))
+        await bus.provision(TopicSpec(name=bound))
+        async with raw_channel() as channel:
+            declared = await channel.declare_queue(queue, auto_delete=False)
+            await declared.bind(bound, "#")
+        try:
+            for rounds in range(3):
+                message = unibus.Message(body=f"twice {rounds}".encode())
+                # The unroutable copy goes out first, so its return comes while the routed
+                # copy is still unconfirmed.
+                lost, kept = await asyncio.gather(
+                    bus.publish(void, message), bus.publish(bound, message),
+                    return_exceptions=True)
+                assert isinstance(lost, unibus.PublishError), lost
+                assert "unroutable" in str(lost)
+                assert isinstance(kept, unibus.Receipt), kept
+                lost, kept = await asyncio.gather(
+                    bus.publish_many(void, [message, unibus.Message(body=b"other")]),
+                    bus.publish_many(bound, [message]), return_exceptions=True)
+                assert isinstance(lost, unibus.PublishError), lost
+                assert lost.receipts == []
+                assert isinstance(kept, list)
+                assert [r.message_id for r in kept] == [message.id]
+            async with raw_channel() as channel:
+                declared = await channel.declare_queue(queue, passive=True)
+                assert declared.declaration_result.message_count == 6
+        finally:
+            async with raw_channel() as channel:
+                await channel.queue_delete(queue)
+
+
 async def test_provisioned_groups_keep_messages_published_before_they_consume(
     topic: str,
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiormq.abc
@@ -30,6 +30,10 @@ class Publisher:
         self._options = options
         self._channel: AbstractRobustChannel | None = None
         self._opening = asyncio.Lock()
+        # Message id -> the publish in flight that carries it. A basic.return names its
+        # message only by id, so two publishes of one id at once could each be blamed for
+        # the other's return: the second waits for the first (see _sole).
+        self._in_flight: dict[str, asyncio.Future[None]] = {}
 
     async def _underlay(self, replace: bool = True) -> aiormq.abc.AbstractChannel:
         channel = self._channel
@@ -64,14 +68,16 @@ class Publisher:
     async def send(
         self, exchange: str, routing_key: str, body: bytes, props: Basic.Properties
     ) -> None:
-        channel = await self._underlay()
-        # wait=False: not a drain of the socket per message; the confirm awaited here comes
-        # after the frames were written anyway, so the guarantee is the same.
-        await channel.basic_publish(
-            body, exchange=exchange, routing_key=routing_key, properties=props,
-            mandatory=True, timeout=self._options.publish_timeout,
-            wait=False,  # type: ignore[call-arg]  # aiormq's Channel has it, its ABC not
-        )
+        async with self._sole([props.message_id] if props.message_id else []):
+            channel = await self._underlay()
+            # (aiormq gives an id-less publish a fresh id.) wait=False: not a drain of the
+            # socket per message; the confirm awaited here comes after the frames were
+            # written anyway, so the guarantee is the same.
+            await channel.basic_publish(
+                body, exchange=exchange, routing_key=routing_key, properties=props,
+                mandatory=True, timeout=self._options.publish_timeout,
+                wait=False,  # type: ignore[call-arg]  # aiormq's Channel has it, its ABC not
+            )
 
     async def send_many(self, items: Sequence[_pipeline.Outgoing]) -> list[BaseException | None]:
         """Per item, None once the broker confirmed it, else the (aiormq) error for it."""
@@ -79,8 +85,10 @@ class Publisher:
         if _pipeline.supports(channel):
             rounds = _pipeline.distinct_ids(items)
             if len(rounds) == 1:
-                return await _pipeline.publish_window(
-                    channel, items, self._options.publish_timeout)  # type: ignore[arg-type]
+                async with self._sole([item.properties.message_id or "" for item in items]):
+                    channel = await self._underlay()  # the same one, unless it was replaced
+                    return await _pipeline.publish_window(
+                        channel, items, self._options.publish_timeout)  # type: ignore[arg-type]
             # A basic.return names its message only by message id: copies of one message
             # go in separate windows, so that a return fails the copy it concerns.
             results: list[BaseException | None] = [None] * len(items)
@@ -92,6 +100,24 @@ class Publisher:
         answers = await asyncio.gather(
             *(self.send(*item) for item in items), return_exceptions=True)
         return [a if isinstance(a, BaseException) else None for a in answers]
+
+    @contextlib.asynccontextmanager
+    async def _sole(self, ids: list[str]) -> AsyncIterator[None]:
+        """Holds ``ids`` (distinct) for one publish, after every other publish in flight
+        that carries one of them is over."""
+        in_flight = self._in_flight
+        while busy := {in_flight[i] for i in ids if i in in_flight}:
+            await asyncio.wait(busy)
+        mine = asyncio.get_running_loop().create_future()
+        for message_id in ids:
+            in_flight[message_id] = mine
+        try:
+            yield
+        finally:
+            for message_id in ids:
+                if in_flight.get(message_id) is mine:
+                    del in_flight[message_id]
+            mine.set_result(None)
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None
