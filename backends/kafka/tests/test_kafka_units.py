@@ -156,3 +156,23 @@ def test_a_delivery_decodes_its_record_on_first_use() -> None:
     assert (again.attempt, again.message, again.position) == (4, sent, retried.position)
     assert again.raw == retried.raw
     assert not again.settled
+
+
+def test_delivery_sets_every_field_of_the_base_delivery() -> None:
+    """KafkaDelivery sets BaseDelivery's slots itself (it runs once per record): a slot
+    added to BaseDelivery must be set there too. ``raw`` is a property built when read."""
+    from unibus_kafka._delivery import KafkaDelivery
+    from unibus_kafka._offsets import PartitionOffsets
+
+    from unibus.base import BaseDelivery
+
+    class Consumer:
+        group = "g"
+
+    part = PartitionOffsets(0, tp=("t", 3), epoch=7)
+    delivery = KafkaDelivery(Consumer(), "record", "t", 2, part, 41)  # type: ignore[arg-type]
+    for name in BaseDelivery.__slots__:
+        getattr(delivery, name)  # AttributeError: not set
+    assert (delivery.topic, delivery.attempt, delivery.group) == ("t", 2, "g")
+    assert tuple(delivery.raw) == (("t", 3), 41, 7)
+    assert not delivery.settled
