@@ -63,9 +63,9 @@ class BaseDelivery:
         position: Position | None = None,
         raw: Any = None,
     ) -> None:
-        # Positional on purpose: a backend's per-record delivery calls this once per message
-        # (``BaseDelivery.__init__(self, consumer, None, topic, attempt)``), and keyword
-        # arguments cost more than the fields it sets.
+        # Positional on purpose, so that a backend's per-record delivery can call it once per
+        # message (``BaseDelivery.__init__(self, consumer, None, topic, attempt)``) without
+        # paying for keyword arguments, which cost more than the fields it sets.
         self._consumer = consumer
         self._settled = False
         self._message = message

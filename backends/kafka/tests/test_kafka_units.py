@@ -5,14 +5,20 @@ from __future__ import annotations
 import urllib.parse
 
 import pytest
+from aiokafka import TopicPartition  # type: ignore[import-untyped]
+from aiokafka.structs import ConsumerRecord  # type: ignore[import-untyped]
 from unibus_kafka import KafkaBackend, KafkaOptions
 from unibus_kafka._client import bootstrap_servers, connection_settings
-from unibus_kafka._codec import ATTEMPT, RETRY_DUE, decode, encode_headers
+from unibus_kafka._codec import ATTEMPT, RETRY_DUE, decode, encode_headers, record_headers
+from unibus_kafka._delivery import KafkaDelivery, RecordRef
+from unibus_kafka._offsets import PartitionOffsets
 from unibus_kafka._topology import dlq_topic, retry_topic
 
 import unibus
+from unibus.base import BaseDelivery
 from unibus.capabilities import DeliveryGuarantee
 from unibus.message import Message
+from unibus.positions import Position
 
 
 def test_producer_defaults_are_the_safe_ones() -> None:
@@ -115,8 +121,6 @@ def test_records_carry_the_whole_envelope_and_hide_retry_bookkeeping() -> None:
 
 def test_a_non_unibus_record_gets_an_id_and_binary_headers_survive() -> None:
     record = _Record(None, None, [("raw", b"\xff\xfe")])
-    from unibus_kafka._codec import record_headers
-
     headers = record_headers(record)
     message = decode(record, headers)
     assert message.body == b""
@@ -125,13 +129,6 @@ def test_a_non_unibus_record_gets_an_id_and_binary_headers_survive() -> None:
 
 
 def test_a_delivery_decodes_its_record_on_first_use() -> None:
-    from aiokafka import TopicPartition  # type: ignore[import-untyped]
-    from aiokafka.structs import ConsumerRecord  # type: ignore[import-untyped]
-    from unibus_kafka._delivery import KafkaDelivery, RecordRef
-    from unibus_kafka._offsets import PartitionOffsets
-
-    from unibus.positions import Position
-
     sent = Message(body=b"payload", key="k", headers={"trace": "t1"}, subject="s-1")
     record = ConsumerRecord("orders", 2, 41, 0, 0, b"k", sent.body, None, 1, 7,
                             tuple(encode_headers(sent.wire_headers())))
@@ -161,11 +158,6 @@ def test_a_delivery_decodes_its_record_on_first_use() -> None:
 def test_delivery_sets_every_field_of_the_base_delivery() -> None:
     """KafkaDelivery sets BaseDelivery's slots itself (it runs once per record): a slot
     added to BaseDelivery must be set there too. ``raw`` is a property built when read."""
-    from unibus_kafka._delivery import KafkaDelivery
-    from unibus_kafka._offsets import PartitionOffsets
-
-    from unibus.base import BaseDelivery
-
     class Consumer:
         group = "g"
 

@@ -148,8 +148,8 @@ async def test_concurrent_publishes_of_one_message_each_get_their_own_answer(
             declared = await channel.declare_queue(queue, auto_delete=False)
             await declared.bind(bound, "#")
         try:
-            for rounds in range(3):
-                message = unibus.Message(body=f"twice {rounds}".encode())
+            for n in range(3):
+                message = unibus.Message(body=f"twice {n}".encode())
                 # The unroutable copy goes out first, so its return comes while the routed
                 # copy is still unconfirmed.
                 lost, kept = await asyncio.gather(
