@@ -22,7 +22,10 @@ managedLedgerDefaultEnsembleSize=1
 managedLedgerDefaultWriteQuorum=1
 managedLedgerDefaultAckQuorum=1
 delayedDeliveryEnabled=true
-transactionCoordinatorEnabled=true
+# Off: no Python client can open a transaction, and with the coordinator on every topic load
+# (a broker preloads all topics of its bundles after a restart) first recovers the topic's
+# transaction buffer, holding back dispatch of what is published meanwhile.
+transactionCoordinatorEnabled=false
 systemTopicEnabled=true
 topicLevelPoliciesEnabled=true
 allowAutoTopicCreation=true
