@@ -1,7 +1,7 @@
 """Pulsar tests run against the real standalone broker on 127.0.0.1:6650 (admin :8080).
 
 A test that needs the broker fails with the command that starts it when nothing listens
-there; it is never skipped. Topics the tests used are deleted when the session ends.
+there; it is never skipped. Topics a test used are deleted when it ends.
 """
 
 from __future__ import annotations
@@ -43,11 +43,28 @@ def _pulsar_is_up(request: pytest.FixtureRequest) -> None:
         )
 
 
+@pytest.fixture(autouse=True)
+def _delete_the_test_s_topics() -> Iterator[None]:
+    """Each test's topics go when it ends (after its buses closed): a broker that restarts
+    loads every topic of its namespace before it serves again, so leftovers would slow the
+    restarts later tests do."""
+    first = len(pulsar_support.CREATED)
+    yield
+    used = pulsar_support.CREATED[first:]
+    if used and _reachable():
+        _delete_topics(used)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _delete_created_topics() -> Iterator[None]:
+    """What a test's clean-up missed (a client that reconnected after it recreates a topic)."""
     yield
-    if not pulsar_support.CREATED or not _reachable():
-        return
+    if pulsar_support.CREATED and _reachable():
+        _delete_topics(pulsar_support.CREATED)
+
+
+def _delete_topics(names: list[str]) -> None:
+    """Delete ``names`` and every topic named after them (retry, DLQ, partitions)."""
     base = f"{pulsar_support.ADMIN}/admin/v2/persistent/{pulsar_support.NAMESPACE}"
     with httpx.Client(timeout=30) as http:
         try:
@@ -59,7 +76,7 @@ def _delete_created_topics() -> Iterator[None]:
             short = full.removeprefix(prefix)
             if "-partition-" in short:
                 continue
-            if any(short == t or short.startswith(t + "-") for t in pulsar_support.CREATED):
+            if any(short == t or short.startswith(t + "-") for t in names):
                 quoted = urllib.parse.quote(short, safe="")
                 with contextlib.suppress(httpx.HTTPError):
                     http.delete(f"{base}/{quoted}/partitions", params={"force": "true"})

@@ -10,12 +10,10 @@ __all__ = ["declare"]
 
 _BASE_REASONS = {
     "delivery": "Pulsar subscriptions deliver at least once (ack after processing); "
-    "exactly-once needs Pulsar transactions, which pulsar-client for Python does not expose "
-    "(the broker started by `unibus dev` has its transaction coordinator enabled, but no "
-    "Python API can open a transaction); at-most-once is not offered",
+    "exactly-once needs Pulsar transactions, which pulsar-client for Python does not expose; "
+    "at-most-once is not offered",
     "transactions": "pulsar-client for Python has no transaction API (the Java and Go clients "
-    "have one), although the broker started by `unibus dev` enables the transaction "
-    "coordinator; use kafka (exactly_once=true) for transactions",
+    "have one); use kafka (exactly_once=true) for transactions",
     "dead_letter": "native: the consumer's dead-letter policy (max redeliver count = "
     "max_attempts) and dead_letter() both write to the '<topic>-<group>-DLQ' topic",
     "ttl": "Pulsar expires messages per namespace or topic (message TTL policy), not per "
