@@ -41,7 +41,7 @@ from unibus.protocols import StartAt
 from unibus_pulsar._bridge import call
 from unibus_pulsar._delivery import ATTEMPTS, ORIGIN, TOPIC, PulsarDelivery
 from unibus_pulsar._errors import boundary, result_name, while_unavailable
-from unibus_pulsar._names import decode_position
+from unibus_pulsar._names import decode_position, encode_position
 
 if TYPE_CHECKING:
     from unibus_pulsar._backend import PulsarBackend
@@ -245,8 +245,7 @@ class PulsarConsumer(BaseConsumer):
         return topics[0] if len(topics) == 1 else topics
 
     def retry_topic(self, topic: str) -> str:
-        """Pulsar's retry letter topic naming: ``<topic>-<subscription>-RETRY``."""
-        return f"{topic}-{self.subscription}-RETRY"
+        return self._backend.names.retry_topic(topic, self.subscription)
 
     def _dead_letter_policy(self, *, retry: bool) -> dict[str, Any]:
         """Pulsar's native redrive, pointed at the DLQ that dead_letter() writes to.
@@ -323,14 +322,17 @@ class PulsarConsumer(BaseConsumer):
             topic = (self.topics[0] if len(self.topics) == 1
                      else self._short_name(msg.topic_name()))
             return PulsarDelivery(self, (pc, msg), topic, msg.redelivery_count() + 1)
-        # A retry copy carries the attempts before it, its topic and its original position.
+        # A retry copy carries the attempts before it, its topic and its original position;
+        # a replayed dead letter has no original position: it is where it was written.
         properties = msg.properties()
         earlier = int(properties.pop(ATTEMPTS, "0") or 0)
         origin = properties.pop(ORIGIN, None)
-        topic = properties.pop(TOPIC, None) or self._short_name(msg.topic_name())
+        here = self._short_name(msg.topic_name())
+        topic = properties.pop(TOPIC, None) or here
         return PulsarDelivery(self, (pc, msg), topic, earlier + msg.redelivery_count() + 1,
                               properties,
-                              Position(topic=topic, offset=origin) if origin else None)
+                              Position(topic=topic, offset=origin) if origin
+                              else encode_position(here, msg.message_id()))
 
     def _short_name(self, full: str) -> str:
         short = self._short_names.get(full)

@@ -22,6 +22,7 @@ import pulsar.asyncio as pulsar_asyncio  # type: ignore[import-untyped]
 from unibus.deadletter import DeadLetter
 from unibus.errors import ConsumeError, SettlementError
 from unibus.message import Message
+from unibus_pulsar._delivery import ATTEMPTS, TOPIC
 from unibus_pulsar._errors import boundary
 
 if TYPE_CHECKING:
@@ -125,17 +126,31 @@ class PulsarDeadLetterQueue:
                 entries = entries[:limit]
             if not entries:
                 return 0
-            producer = self._backend.unbatched_producer
             replayed = 0
             async with self._acknowledger() as ack:
                 for n, entry in enumerate(entries):
                     if rate and n:
                         await asyncio.sleep(1.0 / rate)  # rate limit, not synchronisation
-                    await producer.publish(entry.letter.original_topic,
-                                           entry.letter.replayable())
+                    await self._send_back(entry.letter)
                     await ack(entry.message_id)  # only after the replay was acknowledged
                     replayed += 1
             return replayed
+
+    async def _send_back(self, letter: DeadLetter) -> None:
+        """A group's dead letter goes to the group's retry topic, which only that group's
+        consumers read (the topic's other subscriptions processed the message already),
+        carrying its topic and no earlier attempts; an ungrouped one to its topic."""
+        producer = self._backend.unbatched_producer
+        message = letter.replayable()
+        if self.group is None:
+            await producer.publish(letter.original_topic, message)
+            return
+        properties = message.wire_headers()
+        properties[ATTEMPTS] = "0"
+        properties[TOPIC] = letter.original_topic
+        await producer.send_raw(
+            self._backend.names.retry_topic(letter.original_topic, self.group), message.body,
+            properties, key=message.key, delay=0.0)
 
     async def purge(self, ids: Iterable[str] | None = None) -> int:
         async with self._lock:

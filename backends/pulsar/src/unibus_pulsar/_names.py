@@ -44,6 +44,12 @@ class Names:
         """Pulsar's own DLQ naming: ``<topic>-<subscription>-DLQ``."""
         return f"{topic}-{group}-DLQ" if group else f"{topic}-DLQ"
 
+    @staticmethod
+    def retry_topic(topic: str, subscription: str) -> str:
+        """Pulsar's retry letter topic naming: ``<topic>-<subscription>-RETRY``; only that
+        subscription's consumers read it."""
+        return f"{topic}-{subscription}-RETRY"
+
 
 def encode_position(topic: str, message_id: Any) -> Position:
     """A replay position: the serialized message id, base64 (an opaque string)."""
