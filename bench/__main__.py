@@ -15,6 +15,9 @@ from bench.impls.unibus_impl import UnibusImpl
 
 BROKERS = ("sqlite", "rabbitmq", "nats", "kafka", "pulsar", "sqs")
 SCENARIOS = ("throughput", "latency", "rss")
+#: How far the RSS run's publisher may run ahead of the consumer, per broker (0: no limit).
+#: ElasticMQ keeps every message in its JVM heap: a million at once is not what it is sized for.
+RSS_BACKLOG = {"sqs": 20_000}
 
 
 def impls_for(broker: str, tmp: Path) -> list[Impl]:
@@ -48,7 +51,9 @@ async def bench_broker(broker: str, args: argparse.Namespace) -> None:
                     and isinstance(impls[0], UnibusImpl)):
                 print(f"  consumer RSS over {args.rss_messages:,} messages", flush=True)
                 try:
-                    memory = await rss.measure(impls[0], args.rss_messages, payload)
+                    backlog = (args.rss_backlog if args.rss_backlog is not None
+                               else RSS_BACKLOG.get(broker, 0))
+                    memory = await rss.measure(impls[0], args.rss_messages, payload, backlog)
                 except Exception as exc:  # the throughput tables are still worth writing
                     print(f"  consumer RSS run failed: {exc!r}", flush=True)
                     memory = {"error": repr(exc)}
@@ -79,6 +84,9 @@ def main() -> None:
                         help="directory of the markdown reports")
     parser.add_argument("--rss-messages", type=int, default=None,
                         help="consumer RSS run (1,000,000; 20,000 with --quick; 0 skips)")
+    parser.add_argument("--rss-backlog", type=int, default=None,
+                        help="RSS run: publish at most this many messages ahead of the "
+                        "consumer's acks (20,000 on sqs, else no limit)")
     parser.add_argument("--latency-runs", type=int, default=1,
                         help="interleaved latency runs per implementation (1)")
     parser.add_argument("--only", nargs="+", default=list(SCENARIOS), choices=SCENARIOS,

@@ -128,11 +128,13 @@ def report(broker: str, series: list[Series], lat: dict[str, list[list[float]]],
         lines += ["", "Consumer memory:", "",
                   f"- the unibus consumer RSS run failed: {rss['error']}"]
     elif rss:
+        ahead = (f", at most {rss['backlog']:,.0f} messages ahead of the acks"
+                 if rss.get("backlog") else "")
         lines += ["", "Consumer memory:", "",
                   f"- unibus consumer (child process, prefetch 1,000, publisher running "
-                  f"concurrently) over {rss['messages']:,.0f} messages: RSS {rss['start']:.1f} "
-                  f"MiB after connecting, peak {rss['peak']:.1f} MiB, growth "
-                  f"{rss['growth']:.1f} MiB"]
+                  f"concurrently{ahead}) over {rss['messages']:,.0f} messages: "
+                  f"RSS {rss['start']:.1f} MiB after connecting, peak {rss['peak']:.1f} MiB, "
+                  f"growth {rss['growth']:.1f} MiB"]
     return "\n".join(lines) + "\n"
 
 

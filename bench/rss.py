@@ -2,7 +2,9 @@
 
 The child connects, opens a consumer (prefetch 1,000), reports its RSS, then receives and acks
 ``count`` messages while a sampler thread records its RSS; the parent publishes the same
-``count`` concurrently, so the consumer runs under backpressure with the queue kept short.
+``count`` concurrently, so the consumer runs under backpressure. With a ``backlog`` the parent
+stays at most that many messages ahead of the child's acks (the child reports them), for a
+broker that should not hold the whole run at once.
 
 The child, run by :func:`measure`: python -m bench.rss URL TOPIC COUNT JSON
 """
@@ -23,8 +25,10 @@ from bench.impls.unibus_impl import UnibusImpl, settle
 MiB = 2**20
 
 
-async def measure(impl: UnibusImpl, count: int, payload: bytes) -> dict[str, float]:
-    """Run the child against ``impl``'s broker and return its RSS figures in MiB."""
+async def measure(impl: UnibusImpl, count: int, payload: bytes,
+                  backlog: int = 0) -> dict[str, float]:
+    """Run the child against ``impl``'s broker and return its RSS figures in MiB; publish
+    at most ``backlog`` messages ahead of the child's acks (0: no limit)."""
     topic = f"rss-{__import__('uuid').uuid4().hex[:8]}"
     await impl.prepare(topic, "bench")
     child = await asyncio.create_subprocess_exec(
@@ -35,11 +39,36 @@ async def measure(impl: UnibusImpl, count: int, payload: bytes) -> dict[str, flo
     ready = await asyncio.wait_for(child.stdout.readline(), 120)
     if not ready.startswith(b"ready"):
         raise RuntimeError(f"RSS child did not start: {ready!r}")
-    await impl.publish(topic, count, payload)
-    out, _ = await asyncio.wait_for(child.communicate(), 1800)
-    if child.returncode != 0:
+    acked = 0
+    progress = asyncio.Event()
+    report: list[bytes] = []
+
+    async def follow(stdout: asyncio.StreamReader) -> None:
+        nonlocal acked
+        async for line in stdout:
+            if line.startswith(b"acked "):
+                acked = int(line.split()[1])
+                progress.set()
+            else:
+                report.append(line)
+
+    follower = asyncio.create_task(follow(child.stdout))
+    if backlog <= 0:
+        await impl.publish(topic, count, payload)
+    else:
+        step, sent = max(1, min(backlog // 2, 10_000)), 0
+        while sent < count:
+            while sent - acked >= backlog:
+                progress.clear()
+                await asyncio.wait_for(progress.wait(), 120)
+            chunk = min(step, count - sent)
+            await impl.publish(topic, chunk, payload)
+            sent += chunk
+    await asyncio.wait_for(follower, 1800)
+    if await child.wait() != 0:
         raise RuntimeError(f"RSS child failed with {child.returncode}")
-    figures: dict[str, float] = json.loads(out.decode().strip().splitlines()[-1])
+    figures: dict[str, float] = json.loads(report[-1].decode())
+    figures["backlog"] = backlog
     return figures
 
 
@@ -82,6 +111,7 @@ async def consume(url: str, topic: str, count: int, options: dict[str, Any],
             batch = await consumer.receive_batch(1000, timeout=60)
             await settle(batch, concurrent_acks)
             got += len(batch)
+            print(f"acked {got}", flush=True)
         await consumer.close()
         stop.set()
         sampler.join()
