@@ -81,6 +81,14 @@ class KafkaConsumer(BaseConsumer):
         self._assigned = asyncio.Event()
         self._stopping = False
         self._fetcher: asyncio.Task[Any] | None = None
+        # Fetched deliveries waiting for their delivery mark, as (deliveries, partitions,
+        # moves) chunks; the marker commits one mark for all of them and hands them out,
+        # while the fetch loop goes on fetching (see _stage).
+        self._staged: list[tuple[list[BaseDelivery], list[Any], int]] = []
+        self._staged_count = 0
+        self._have_staged = asyncio.Event()
+        self._marker: asyncio.Task[Any] | None = None
+        self._last_commit = 0.0  # monotonic time of the last commit (marks included)
         self._listener_error: BaseException | None = None
         self.transactions: Transactions | None = None
 
@@ -255,7 +263,8 @@ class KafkaConsumer(BaseConsumer):
             await self._assigned.wait()
         backoff = 0.1
         while not self._stopping:
-            room = self.prefetch - (self._buffered() + len(self._in_flight))
+            room = self.prefetch - (self._buffered() + len(self._in_flight)
+                                    + self._staged_count)
             # Fetch in sizeable batches: one fetch (and one delivery mark) per few settles,
             # not one per settle.
             if room < max(1, self.prefetch // 4):
@@ -270,13 +279,10 @@ class KafkaConsumer(BaseConsumer):
                     batches = await self._client.getmany(timeout_ms=self._poll_ms(),
                                                          max_records=room)
                     deliveries, handed = self._deliveries(batches, epochs)
-                    moves = self._moves
                     if handed and self._marks and self.group is not None:
-                        await self._mark(handed)
-                    if moves == self._moves:
+                        self._stage(deliveries, handed)
+                    elif deliveries:
                         self._push_many(deliveries)
-                    else:
-                        self._push_many([d for d in deliveries if self._live(d)])
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
@@ -369,6 +375,40 @@ class KafkaConsumer(BaseConsumer):
                                      decode(record, headers), position))
         return out
 
+    def _stage(self, deliveries: list[BaseDelivery], handed: list[Any]) -> None:
+        """Queue a fetch's deliveries for the marker, which hands them out once their mark
+        is committed. The fetch loop goes on fetching meanwhile, so the records that come
+        in while a mark is under way are all in the next mark: a mark takes a round trip
+        and the group coordinator's append linger (``group.coordinator.append.linger.ms``,
+        5 ms by default), and a record would otherwise wait for two or three of them."""
+        self._staged.append((deliveries, handed, self._moves))
+        self._staged_count += len(deliveries)
+        self._have_staged.set()
+        if self._marker is None:
+            self._marker = self._spawn(self._mark_loop())
+
+    async def _mark_loop(self) -> None:
+        """Mark what the fetch loop staged, then hand it out; one mark per round trip."""
+        while True:
+            await self._have_staged.wait()
+            self._have_staged.clear()
+            if not self._staged:
+                continue
+            chunks, self._staged = self._staged, []
+            # The mark covers every offset handed out so far: all staged records, since
+            # the fetch loop hands out (to PartitionOffsets) and stages in one step.
+            tps = list(dict.fromkeys(tp for _d, handed, _m in chunks for tp in handed))
+            try:
+                await self._mark(tps)
+            finally:
+                self._staged_count -= sum(len(d) for d, _h, _m in chunks)
+            moves = self._moves
+            for deliveries, _handed, staged_at in chunks:
+                if staged_at == moves:
+                    self._push_many(deliveries)
+                else:
+                    self._push_many([d for d in deliveries if self._live(d)])
+
     async def _mark(self, tps: Iterable[Any]) -> None:
         """Record in the commit metadata what is about to be handed out (best effort)."""
         marked = [tp for tp in tps if tp in self._offsets and self._offsets[tp].needs_mark]
@@ -377,7 +417,7 @@ class KafkaConsumer(BaseConsumer):
         if not marked:
             return
         try:
-            await self._commit(marked, force=True)
+            await self._commit(marked=marked)  # with every other settled prefix
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -385,16 +425,17 @@ class KafkaConsumer(BaseConsumer):
 
     # -- committing ---------------------------------------------------------------------------
 
-    async def _commit(self, tps: Iterable[Any] | None = None, *, force: bool = False,
+    async def _commit(self, tps: Iterable[Any] | None = None, *, marked: Sequence[Any] = (),
                       timeout: float | None = None) -> None:
-        """Commit the settled prefix of ``tps`` (default: every dirty partition)."""
+        """Commit the settled prefix of ``tps`` (default: every dirty partition), and of the
+        ``marked`` partitions whether dirty or not (their delivery mark is new)."""
         if self.group is None:
             return
         lock = self._commit_lock if self.transactions is None else self.transactions.lock
         async with lock:
             chosen = [tp for tp in (self._offsets if tps is None else tps) if tp in self._offsets]
             offsets = {tp: (self._offsets[tp].commit_offset, self._offsets[tp].metadata())
-                       for tp in chosen if force or self._offsets[tp].dirty}
+                       for tp in chosen if self._offsets[tp].dirty or tp in marked}
             if not offsets:
                 return
             timeout = timeout or self._options.request_timeout_ms / 1000
@@ -405,11 +446,19 @@ class KafkaConsumer(BaseConsumer):
             for tp, (offset, _meta) in offsets.items():
                 if tp in self._offsets:
                     self._offsets[tp].committed = offset
+            if tps is None:
+                self._last_commit = time.monotonic()
 
     async def _commit_loop(self) -> None:
         interval = self._options.commit_interval_ms / 1000
         while True:
-            await asyncio.sleep(interval)  # periodic commit timer
+            # Periodic commit timer. A delivery mark commits every settled prefix too, so
+            # while marks go out the timer has nothing to add (and a commit of its own
+            # would hold the next mark back by a round trip).
+            since = time.monotonic() - self._last_commit
+            await asyncio.sleep(interval - since if since < interval else interval)
+            if time.monotonic() - self._last_commit < interval * 0.9:
+                continue
             try:
                 await self._commit()
             except asyncio.CancelledError:
@@ -568,10 +617,11 @@ class KafkaConsumer(BaseConsumer):
 
     async def _stop_fetching(self) -> None:
         self._stopping = True
-        if self._fetcher is not None:
-            self._fetcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._fetcher
+        for task in (self._fetcher, self._marker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     async def _finish(self) -> None:
         try:
