@@ -156,8 +156,8 @@ def test_a_delivery_decodes_its_record_on_first_use() -> None:
 
 
 def test_delivery_sets_every_field_of_the_base_delivery() -> None:
-    """KafkaDelivery sets BaseDelivery's slots itself (it runs once per record): a slot
-    added to BaseDelivery must be set there too. ``raw`` is a property built when read."""
+    """KafkaDelivery calls BaseDelivery.__init__ positionally; ``raw``, a property over
+    the base's slot, still reads (the RecordRef is built when first read)."""
     class Consumer:
         group = "g"
 

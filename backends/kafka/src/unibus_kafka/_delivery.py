@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 __all__ = ["KafkaDelivery", "RecordRef"]
 
+_RAW: Any = BaseDelivery.__dict__["raw"]  # the slot's member descriptor
+
 class RecordRef(NamedTuple):
     """Where a delivery came from; ``epoch`` goes stale when its partition is revoked or
     sought, and a stale delivery's settlement changes nothing (the record comes again)."""
@@ -38,22 +40,23 @@ class KafkaDelivery(BaseDelivery):
     def __init__(self, consumer: BaseConsumer, record: Any, topic: str, attempt: int,
                  part: PartitionOffsets, offset: int, message: Message | None = None,
                  position: Position | None = None) -> None:
-        # BaseDelivery.__init__ inlined (raw excepted): this runs once per record.
-        self._consumer = consumer
-        self._settled = False
-        self._message = message
-        self.topic = topic
-        self.group = consumer.group
-        self.attempt = attempt
-        self._position = position
+        BaseDelivery.__init__(self, consumer, message, topic, attempt, position)
         self._record = record
         self._part = part
         self._offset = offset
 
-    @property
-    def raw(self) -> RecordRef:
-        part = self._part
-        return RecordRef(part.tp, self._offset, part.epoch)
+    def _record_ref(self) -> RecordRef:
+        ref: RecordRef | None = _RAW.__get__(self)
+        if ref is None:
+            part = self._part
+            ref = RecordRef(part.tp, self._offset, part.epoch)
+            _RAW.__set__(self, ref)
+        return ref
+
+    # BaseDelivery's ``raw`` slot, read through a property that builds the RecordRef on
+    # first read; its setter is the slot's own (C) setter, which BaseDelivery.__init__
+    # calls with None.
+    raw = property(_record_ref, _RAW.__set__)
 
     def again(self) -> KafkaDelivery:
         """The same record delivered once more (a redelivery from memory)."""
