@@ -62,15 +62,6 @@ def declare(options: PulsarOptions) -> Capabilities:
             "subscriptions; delayed delivery needs a Shared or Key_Shared subscription "
             "(subscription_type=shared or key_shared)"
         )
-    # Seeking a subscription that has consumers connected does not redeliver from the new
-    # position dependably with pulsar-client 3.13 (intermittent in the contract suite on
-    # every subscription type), so replay is not offered until it does.
-    replay = False
-    reasons["replay"] = (
-        "unibus-pulsar does not offer replay yet: a seek on a subscription with connected "
-        "consumers does not dependably redeliver from the new position with pulsar-client "
-        "3.13; use kafka, nats or sqlite for replay"
-    )
     groups = kind != "exclusive"
     if not groups:
         reasons["consumer_groups"] = (
@@ -80,7 +71,7 @@ def declare(options: PulsarOptions) -> Capabilities:
     return Capabilities(
         delivery=frozenset({DeliveryGuarantee.AT_LEAST_ONCE}),
         ordering=Ordering.NONE if kind == "shared" else Ordering.PARTITION,
-        replay=replay,
+        replay=True,
         consumer_groups=groups,
         fan_out=True,
         native_dead_letter=True,
