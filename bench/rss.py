@@ -53,19 +53,24 @@ async def measure(impl: UnibusImpl, count: int, payload: bytes,
                 report.append(line)
 
     follower = asyncio.create_task(follow(child.stdout))
-    if backlog <= 0:
-        await impl.publish(topic, count, payload)
-    else:
-        step, sent = max(1, min(backlog // 2, 10_000)), 0
-        while sent < count:
-            while sent - acked >= backlog:
-                progress.clear()
-                await asyncio.wait_for(progress.wait(), 120)
-            chunk = min(step, count - sent)
-            await impl.publish(topic, chunk, payload)
-            sent += chunk
-    await asyncio.wait_for(follower, 1800)
-    if await child.wait() != 0:
+    try:
+        if backlog <= 0:
+            await impl.publish(topic, count, payload)
+        else:
+            step, sent = max(1, min(backlog // 2, 10_000)), 0
+            while sent < count:
+                while sent - acked >= backlog:
+                    progress.clear()
+                    await asyncio.wait_for(progress.wait(), 120)
+                chunk = min(step, count - sent)
+                await impl.publish(topic, chunk, payload)
+                sent += chunk
+        await asyncio.wait_for(follower, 1800)
+    finally:
+        if child.returncode is None and not follower.done():
+            child.kill()  # the run failed: do not leave the child waiting for messages
+            follower.cancel()
+    if await child.wait() != 0 or not report:
         raise RuntimeError(f"RSS child failed with {child.returncode}")
     figures: dict[str, float] = json.loads(report[-1].decode())
     figures["backlog"] = backlog
