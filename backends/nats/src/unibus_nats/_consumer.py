@@ -38,6 +38,11 @@ __all__ = ["JetStreamConsumer", "NATSDelivery"]
 
 log = logging.getLogger("unibus.nats")
 
+#: How long before a pull request's expiry the next one goes out (at most a quarter of it).
+_RENEW_LEAD = 0.1
+#: How long after a pull request's expiry it is over even without the server's 408.
+_EXPIRY_GRACE = 0.05
+
 
 class NATSDelivery(BaseDelivery):
     __slots__ = ()
@@ -51,7 +56,10 @@ class NATSDelivery(BaseDelivery):
 
 
 class _Pull:
-    """One topic's JetStream consumer, our inbox for it, and the pull request in flight."""
+    """One topic's JetStream consumer, our inbox for it, and the pull requests in flight.
+
+    Every request has its own reply subject (``<inbox>.<n>``) under one wildcard
+    subscription, so a delivery or a status tells which request it ends or fills."""
 
     def __init__(self, topic: str, consumer: str, durable: bool) -> None:
         self.topic = topic
@@ -61,9 +69,9 @@ class _Pull:
         self.sub: Subscription | None = None
         self.inbox = ""
         self.task: asyncio.Task[None] | None = None
-        self.owed = 0  # messages the pull request in flight may still deliver
-        self.request_over = asyncio.Event()
-        self.request_over.set()
+        self.number = 0  # of the newest request
+        self.owed: dict[str, int] = {}  # open request's reply subject -> messages it may bring
+        self.changed = asyncio.Event()  # a request ended or was filled
         self.missing = False  # the server said the consumer is gone
         self.last_sequence = 0  # the newest stream sequence delivered to us
         self.start: StartAt | None = None
@@ -143,9 +151,11 @@ class JetStreamConsumer(BaseConsumer):
             self._on_pulled(pull, msg)
 
         pull.inbox = self.nc.new_inbox()
+        pull.owed.clear()
         with boundary("consume", f"subscribing to {pull.topic!r}"):
             pull.sub = await self.nc.subscribe(
-                pull.inbox, cb=on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
+                f"{pull.inbox}.*", cb=on_message, pending_msgs_limit=-1,
+                pending_bytes_limit=-1)
 
     def _run(self, pull: _Pull) -> None:
         pull.task = self._spawn(self._fetch_loop(pull))
@@ -153,42 +163,69 @@ class JetStreamConsumer(BaseConsumer):
     # -- fetching ---------------------------------------------------------------------------
 
     async def _fetch_loop(self, pull: _Pull) -> None:
-        """One pull request at a time for what fits under ``prefetch``. Waiting for each
-        request to end (filled, or expired: status 408) means none is left on the server
-        after the loop stops, so nothing is delivered to a consumer that stopped asking."""
+        """One pull request at a time for what fits under ``prefetch``, a long-poll of
+        ``fetch_timeout``; the next one goes out shortly before it expires, so the server
+        always holds a request that is still valid. (A 2.9 server with a message ready
+        just after a request expired, before its timer swept it, drops that request without
+        the 408 status; and if no other valid request is waiting and the message was a
+        redelivery, it rewinds the consumer and sends the message again as delivery 1.)
+        On stopping, the loop waits for its requests to end, so none is left on the server
+        to deliver to a consumer that stopped asking."""
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{pull.stream}.{pull.consumer}"
-        expires = int(self.options.fetch_timeout * 1e9)
+        timeout = self.options.fetch_timeout
+        expires = int(timeout * 1e9)
+        lead = min(_RENEW_LEAD, timeout / 4)
+        deadlines: dict[str, float] = {}  # open request -> its expiry on our clock
+        clock = asyncio.get_running_loop().time
         failures = 0
         while not self._stopping:
-            room = self.prefetch - len(self._outstanding)
-            if room <= 0:
-                self._room.clear()
-                await self._room.wait()
+            if pull.missing:
+                failures += 1
+                await asyncio.sleep(min(0.2 * failures, 2.0))  # back off, then repair
+                await self._recreate(pull)
                 continue
-            request = json.dumps({"batch": room, "expires": expires}).encode()
-            pull.owed = room
-            pull.request_over.clear()
+            now = clock()
+            _drop_ended(pull, deadlines, now)
+            # A request about to expire no longer counts: its successor asks for its room.
+            live = [r for r, d in deadlines.items() if d - lead > now]
+            room = self.prefetch - len(self._outstanding) - sum(pull.owed[r] for r in live)
+            if live or room <= 0:
+                wake = min((deadlines[r] - lead for r in live), default=now + timeout)
+                await self._wait_for_change(pull, wake - now)
+                continue
+            pull.number += 1
+            reply = f"{pull.inbox}.{pull.number}"
+            pull.owed[reply] = room
+            deadlines[reply] = clock() + timeout
             try:
-                await self.nc.publish(next_subject, request, reply=pull.inbox)
+                await self.nc.publish(next_subject, json.dumps(
+                    {"batch": room, "expires": expires}).encode(), reply=reply)
             except Exception as exc:  # the client reconnects by itself; keep asking
-                pull.request_over.set()
+                pull.owed.pop(reply, None)
+                del deadlines[reply]
                 if self._stopping:
-                    return
+                    break
                 failures += 1
                 if not is_transient(exc):
                     log.warning("pulling from %s failed (%r); retrying", pull.topic, exc)
                 await asyncio.sleep(min(0.1 * failures, 2.0))  # back off while reconnecting
                 continue
             failures = 0
-            # A server that restarted forgot the request: stop waiting after its expiry.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(pull.request_over.wait(),
-                                       self.options.fetch_timeout + 2.0)
-            pull.request_over.set()
-            if pull.missing and not self._stopping:
-                failures += 1
-                await asyncio.sleep(min(0.2 * failures, 2.0))  # back off, then repair
-                await self._recreate(pull)
+        while _drop_ended(pull, deadlines, clock()):  # stopping: the open requests end
+            await self._wait_for_change(pull, min(deadlines.values()) + _EXPIRY_GRACE - clock())
+
+    async def _wait_for_change(self, pull: _Pull, timeout: float) -> None:
+        """Until a request of ``pull`` ends or fills, room frees up, or ``timeout``."""
+        pull.changed.clear()
+        self._room.clear()
+        waiters = [asyncio.ensure_future(pull.changed.wait()),
+                   asyncio.ensure_future(self._room.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=max(timeout, 0.001),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     async def _recreate(self, pull: _Pull) -> None:
         """The consumer vanished (deleted, or a server that lost its state): create it again,
@@ -210,18 +247,23 @@ class JetStreamConsumer(BaseConsumer):
             log.warning("recreating consumer %s failed: %r", pull.consumer, exc)
 
     def _on_pulled(self, pull: _Pull, msg: Msg) -> None:
+        request = msg.subject
         if not msg.reply:  # a status: 100 heartbeat, 404/408 nothing (more), 409 ...
             headers = msg.headers or {}
             status = headers.get("Status")
             if status == "503" or "Consumer Deleted" in str(headers.get("Description", "")):
                 pull.missing = True
-            if status != "100":
-                pull.request_over.set()
+            if status != "100" and pull.owed.pop(request, None) is not None:
+                pull.changed.set()
             return
         self._deliver(pull, msg)
-        pull.owed -= 1
-        if pull.owed <= 0:
-            pull.request_over.set()
+        owed = pull.owed.get(request)
+        if owed is not None:
+            if owed <= 1:
+                del pull.owed[request]
+                pull.changed.set()
+            else:
+                pull.owed[request] = owed - 1
 
     def _deliver(self, pull: _Pull, msg: Msg) -> None:
         sequence, delivered = _sequence_and_count(msg)
@@ -351,3 +393,13 @@ def _sequence_and_count(msg: Msg) -> tuple[int, int]:
         return int(tokens[5]), int(tokens[4])
     metadata = msg.metadata
     return metadata.sequence.stream, metadata.num_delivered
+
+
+def _drop_ended(pull: _Pull, deadlines: dict[str, float], now: float) -> bool:
+    """Forget the requests that ended (filled, or a status), or are past their expiry:
+    over even without the server's 408. True while some are still open."""
+    for reply, deadline in list(deadlines.items()):
+        if reply not in pull.owed or now >= deadline + _EXPIRY_GRACE:
+            del deadlines[reply]
+            pull.owed.pop(reply, None)
+    return bool(deadlines)
