@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -59,7 +60,8 @@ class _Pull:
     """One topic's JetStream consumer, our inbox for it, and the pull requests in flight.
 
     Every request has its own reply subject (``<inbox>.<n>``) under one wildcard
-    subscription, so a delivery or a status tells which request it ends or fills."""
+    subscription, so a status tells which request it ends. Deliveries carry the stream's
+    subject instead: they fill the oldest request not yet expired, as the server does."""
 
     def __init__(self, topic: str, consumer: str, durable: bool) -> None:
         self.topic = topic
@@ -71,6 +73,7 @@ class _Pull:
         self.task: asyncio.Task[None] | None = None
         self.number = 0  # of the newest request
         self.owed: dict[str, int] = {}  # open request's reply subject -> messages it may bring
+        self.deadlines: dict[str, float] = {}  # open request -> its expiry (time.monotonic)
         self.changed = asyncio.Event()  # a request ended or was filled
         self.missing = False  # the server said the consumer is gone
         self.last_sequence = 0  # the newest stream sequence delivered to us
@@ -152,6 +155,7 @@ class JetStreamConsumer(BaseConsumer):
 
         pull.inbox = self.nc.new_inbox()
         pull.owed.clear()
+        pull.deadlines.clear()
         with boundary("consume", f"subscribing to {pull.topic!r}"):
             pull.sub = await self.nc.subscribe(
                 f"{pull.inbox}.*", cb=on_message, pending_msgs_limit=-1,
@@ -175,8 +179,8 @@ class JetStreamConsumer(BaseConsumer):
         timeout = self.options.fetch_timeout
         expires = int(timeout * 1e9)
         lead = min(_RENEW_LEAD, timeout / 4)
-        deadlines: dict[str, float] = {}  # open request -> its expiry on our clock
-        clock = asyncio.get_running_loop().time
+        deadlines = pull.deadlines
+        clock = time.monotonic
         failures = 0
         while not self._stopping:
             if pull.missing:
@@ -257,13 +261,15 @@ class JetStreamConsumer(BaseConsumer):
                 pull.changed.set()
             return
         self._deliver(pull, msg)
-        owed = pull.owed.get(request)
-        if owed is not None:
-            if owed <= 1:
-                del pull.owed[request]
-                pull.changed.set()
-            else:
-                pull.owed[request] = owed - 1
+        now = time.monotonic()
+        for request, owed in pull.owed.items():
+            if pull.deadlines[request] > now:
+                if owed <= 1:
+                    del pull.owed[request]
+                    pull.changed.set()
+                else:
+                    pull.owed[request] = owed - 1
+                return
 
     def _deliver(self, pull: _Pull, msg: Msg) -> None:
         sequence, delivered = _sequence_and_count(msg)
