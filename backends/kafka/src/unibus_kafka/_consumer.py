@@ -366,8 +366,11 @@ class KafkaConsumer(BaseConsumer):
                 self._resume_at[tp] = time.monotonic() + (due - now_ms) / 1000
                 break
             topic = headers.get(RETRY_TOPIC) or self._retry[tp.topic]
-            position = Position(topic, int(_number(headers.get(RETRY_OFFSET), 0)),
-                                int(_number(headers.get(RETRY_PARTITION), 0)))
+            origin = headers.get(RETRY_OFFSET)
+            # A replayed dead letter has no original offset: it is where it was written.
+            position = (Position(topic, int(_number(origin, 0)),
+                                 int(_number(headers.get(RETRY_PARTITION), 0)))
+                        if origin is not None else Position(tp.topic, record.offset, tp.partition))
             attempt = offsets.earlier_deliveries(record.offset) + int(
                 _number(headers.get(ATTEMPT), 1))
             offsets.hand_out(record.offset)

@@ -25,8 +25,8 @@ from unibus.deadletter import DeadLetter
 from unibus.errors import OperationTimeoutError
 from unibus.message import Message
 from unibus_kafka import _errors
-from unibus_kafka._codec import decode, record_headers
-from unibus_kafka._topology import dlq_topic
+from unibus_kafka._codec import ATTEMPT, RETRY_DUE, RETRY_TOPIC, decode, record_headers
+from unibus_kafka._topology import dlq_topic, retry_topic
 
 if TYPE_CHECKING:
     from unibus_kafka._backend import KafkaBackend
@@ -64,16 +64,33 @@ class KafkaDeadLetterQueue:
     async def replay(self, ids: Iterable[str] | None = None, *, limit: int | None = None,
                      rate: float | None = None) -> int:
         entries = self._select(await self._live(), ids)[:limit]
-        producer = self._backend.internal_producer()
         replayed = 0
         for entry in entries:
             if rate and replayed:
                 await asyncio.sleep(1 / rate)  # rate limit of the replay
-            await producer.publish(entry.letter.original_topic, entry.letter.replayable())
+            await self._send_back(entry.letter)
             await self._remove([entry])
             replayed += 1
         await self._trim()
         return replayed
+
+    async def _send_back(self, letter: DeadLetter) -> None:
+        """A group's dead letter goes to the group's first retry tier, due at once and
+        starting again at attempt 1: only that group's consumers read it (the topic's other
+        groups processed the message already). An ungrouped one goes back to its topic."""
+        producer = self._backend.internal_producer()
+        message = letter.replayable()
+        if letter.group is None:
+            await producer.publish(letter.original_topic, message)
+            return
+        target = retry_topic(letter.original_topic, letter.group,
+                             min(self._backend.options.retry_tiers))
+        await self._backend.topology.require([target])
+        headers = message.wire_headers()
+        headers.update({ATTEMPT: "1", RETRY_DUE: "0", RETRY_TOPIC: letter.original_topic})
+        future = await producer.send(target, message, headers=headers)
+        with _errors.publishing(target):
+            await future
 
     async def purge(self, ids: Iterable[str] | None = None) -> int:
         entries = self._select(await self._live(), ids)
