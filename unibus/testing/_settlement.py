@@ -142,3 +142,31 @@ class SettlementContract(ContractBase):
         assert await dlq.purge() == 2
         assert await dlq.list() == []
         await self.assert_quiet(consumer)
+
+    async def test_dead_letter_replay_reaches_the_group_that_dead_lettered_it(
+        self, bus: unibus.Bus, topic: str, caps: unibus.Capabilities
+    ) -> None:
+        if not (caps.fan_out and caps.consumer_groups):
+            return  # one group per topic: the group is the whole topic
+        billing = await bus.consumer(topic, group=f"{topic}-billing")
+        audit = await bus.consumer(topic, group=f"{topic}-audit")
+        sent = unibus.Message(body=b"once", key="k", headers={"tenant": "t1"})
+        await bus.publish(topic, sent)
+        await self.collect(audit, 1)
+        [failed] = await self.collect(billing, 1, settle=None)
+        await failed.dead_letter("card declined")
+        dlq = bus.dead_letter_queue(topic, f"{topic}-billing")
+        await self.eventually(dlq.list, what="the dead letter")
+        assert await dlq.replay() == 1
+        [again] = await self.collect(billing, 1)
+        assert again.message.id == sent.id
+        assert again.message.key == "k"
+        assert again.message.headers["tenant"] == "t1"
+        assert again.topic == topic
+        assert again.attempt == 1, "a replay starts the message's attempts again"
+        if self.replay_reaches_every_group:
+            [seen] = await self.collect(audit, 1)
+            assert seen.message.id == sent.id
+        else:
+            await self.assert_quiet(audit)
+        assert await dlq.list() == []

@@ -223,31 +223,6 @@ async def test_dead_letters_of_ungrouped_consumers(bus: unibus.Bus, topic: str) 
     assert await dlq.list() == []
 
 
-async def test_replay_of_one_groups_dead_letters_reaches_only_that_group(
-    bus: unibus.Bus, topic: str
-) -> None:
-    billing = await bus.consumer(topic, group="billing")
-    audit = await bus.consumer(topic, group="audit")
-    sent = unibus.Message(body=b"once", key="k", headers={"tenant": "t1"})
-    await bus.publish(topic, sent)
-    await receive(audit, 1)
-    [failed] = await receive(billing, 1, settle=None)
-    await failed.dead_letter("card declined")
-    dlq = bus.dead_letter_queue(topic, "billing")
-    await eventually(dlq.list, "the dead letter")
-    assert await dlq.replay() == 1
-    [again] = await receive(billing, 1)
-    assert again.message.id == sent.id
-    assert again.message.key == "k"
-    assert again.message.headers["tenant"] == "t1"
-    assert again.topic == topic
-    assert again.attempt == 1
-    assert again.position is not None
-    with pytest.raises(unibus.OperationTimeoutError):
-        await audit.receive(timeout=1.5)
-    assert await dlq.list() == []
-
-
 # -- replay, compression, positions ---------------------------------------------------------
 
 async def test_positions_are_serialized_message_ids(bus: unibus.Bus, topic: str) -> None:
