@@ -342,15 +342,10 @@ class PulsarConsumer(BaseConsumer):
 
     async def _retry_later(self, delivery: BaseDelivery, delay: float) -> None:
         """Write ``delivery`` to its retry topic (counted, delayed), then ack the original."""
-        message = delivery.message
-        properties = message.wire_headers()
-        properties[ATTEMPTS] = str(delivery.attempt)
-        properties[TOPIC] = delivery.topic
-        if delivery.position is not None:
-            properties[ORIGIN] = str(delivery.position.offset)
-        await self._backend.unbatched_producer.send_raw(
-            self.retry_topic(delivery.topic), message.body, properties, key=message.key,
-            delay=delay)
+        message, position = delivery.message, delivery.position
+        await self._backend.unbatched_producer.send_retry(
+            delivery.topic, self.subscription, message, attempts=delivery.attempt,
+            origin=None if position is None else str(position.offset), delay=delay)
         pc, msg = delivery.raw
         with boundary(f"ack {message.id} after scheduling its retry", SettlementError):
             await pc.acknowledge(msg)

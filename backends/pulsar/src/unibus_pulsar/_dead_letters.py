@@ -22,7 +22,6 @@ import pulsar.asyncio as pulsar_asyncio  # type: ignore[import-untyped]
 from unibus.deadletter import DeadLetter
 from unibus.errors import ConsumeError, SettlementError
 from unibus.message import Message
-from unibus_pulsar._delivery import ATTEMPTS, TOPIC
 from unibus_pulsar._errors import boundary
 
 if TYPE_CHECKING:
@@ -145,12 +144,7 @@ class PulsarDeadLetterQueue:
         if self.group is None:
             await producer.publish(letter.original_topic, message)
             return
-        properties = message.wire_headers()
-        properties[ATTEMPTS] = "0"
-        properties[TOPIC] = letter.original_topic
-        await producer.send_raw(
-            self._backend.names.retry_topic(letter.original_topic, self.group), message.body,
-            properties, key=message.key, delay=0.0)
+        await producer.send_retry(letter.original_topic, self.group, message, attempts=0)
 
     async def purge(self, ids: Iterable[str] | None = None) -> int:
         async with self._lock:

@@ -26,6 +26,7 @@ from unibus.errors import (
 )
 from unibus.message import Message, Receipt
 from unibus_pulsar._bridge import call
+from unibus_pulsar._delivery import ATTEMPTS, ORIGIN, TOPIC
 from unibus_pulsar._errors import boundary, while_unavailable
 
 if TYPE_CHECKING:
@@ -164,6 +165,18 @@ class PulsarProducer:
         async with self._window:
             with boundary(f"publish to {topic}", PublishError):
                 await producer.send(body, **kwargs)
+
+    async def send_retry(self, topic: str, subscription: str, message: Message, *,
+                         attempts: int, origin: str | None = None, delay: float = 0.0) -> None:
+        """Write ``message`` of ``topic`` to ``subscription``'s retry topic, carrying the
+        attempts before it, its topic and (when known) its original position."""
+        properties = message.wire_headers()
+        properties[ATTEMPTS] = str(attempts)
+        properties[TOPIC] = topic
+        if origin is not None:
+            properties[ORIGIN] = origin
+        await self.send_raw(self._backend.names.retry_topic(topic, subscription), message.body,
+                            properties, key=message.key, delay=delay)
 
     def _check(self, message: Message, delay: float | None) -> None:
         if self._closed:
