@@ -40,9 +40,6 @@ class ContractBase:
     quiet_period: ClassVar[float] = 1.5
     #: Longest wait for a redelivery after a consumer closed without settling.
     redelivery_timeout: ClassVar[float] = 60.0
-    #: A backend whose DLQ replay goes back to the whole topic (every group sees it again),
-    #: not only to the group that dead-lettered it (docs/design/dlq-replay-scope.md).
-    replay_reaches_every_group: ClassVar[bool] = False
 
     # -- fixtures ---------------------------------------------------------------------------
 

@@ -147,7 +147,8 @@ class SettlementContract(ContractBase):
         self, bus: unibus.Bus, topic: str, caps: unibus.Capabilities
     ) -> None:
         if not (caps.fan_out and caps.consumer_groups):
-            return  # one group per topic: the group is the whole topic
+            pytest.skip("no fan-out groups: the group is the whole topic, and the refusal of "
+                        "fan_out is tested on its own")
         billing = await bus.consumer(topic, group=f"{topic}-billing")
         audit = await bus.consumer(topic, group=f"{topic}-audit")
         sent = unibus.Message(body=b"once", key="k", headers={"tenant": "t1"})
@@ -164,9 +165,5 @@ class SettlementContract(ContractBase):
         assert again.message.headers["tenant"] == "t1"
         assert again.topic == topic
         assert again.attempt == 1, "a replay starts the message's attempts again"
-        if self.replay_reaches_every_group:
-            [seen] = await self.collect(audit, 1)
-            assert seen.message.id == sent.id
-        else:
-            await self.assert_quiet(audit)
+        await self.assert_quiet(audit)
         assert await dlq.list() == []

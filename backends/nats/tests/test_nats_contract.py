@@ -18,8 +18,6 @@ class TestNATSJetStreamContract(ContractSuite):
     url = NATS_URL
     options = {}
     broker = "nats"
-    #: A replay is published to the subject: every group's consumer sees it.
-    replay_reaches_every_group = True
 
     @pytest_asyncio.fixture(autouse=True)
     async def _delete_topic_afterwards(self, bus_url: str, topic: str) -> AsyncIterator[None]:

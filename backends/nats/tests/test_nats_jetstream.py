@@ -10,6 +10,7 @@ import os
 import nats
 import pytest
 from unibus_nats._names import dlq_stream, stream_name
+from unibus_nats._wire import REPLAY_GROUP
 
 import unibus
 from unibus import deadletter
@@ -204,6 +205,34 @@ async def test_replayed_dead_letter_is_not_dropped_as_a_duplicate(
     assert replayed.message.headers[deadletter.REPLAY_COUNT] == "1"
     await replayed.ack()
     assert await dlq.list() == []
+
+
+async def test_a_group_s_replay_is_skipped_by_ungrouped_consumers_and_loses_its_marker(
+    bus: unibus.Bus, topic: str
+) -> None:
+    billing = await bus.consumer(topic, group="billing")
+    watcher = await bus.consumer(topic)  # ungrouped: it saw the message once already
+    message = unibus.Message(body=b"once", headers={"trace": "t-1"})
+    await bus.publish(topic, message)
+    [seen] = await take(watcher, 1)
+    await seen.ack()
+    [failed] = await take(billing, 1)
+    await failed.dead_letter("card declined")
+    assert await bus.dead_letter_queue(topic, "billing").replay() == 1
+    [again] = await take(billing, 1)
+    assert again.message.id == message.id
+    assert REPLAY_GROUP not in again.message.headers
+    assert again.message.headers["trace"] == "t-1"
+    await again.ack()
+    await quiet(watcher)
+    async with raw_js() as js:  # the watcher acknowledged the copy it skipped
+        for _ in range(100):
+            infos = await js.consumers_info(stream_name(topic))
+            if all(i.num_ack_pending == 0 for i in infos):
+                break
+            await asyncio.sleep(0.1)
+        assert [(i.name, i.num_ack_pending) for i in infos if i.num_ack_pending] == []
+        assert len(infos) == 2
 
 
 async def test_one_member_receives_in_stream_order_and_members_of_a_group_in_increasing_order(

@@ -33,7 +33,7 @@ from unibus_nats._dead_letters import DeadLetterWriter
 from unibus_nats._errors import boundary, is_not_found, is_transient
 from unibus_nats._options import NATSOptions
 from unibus_nats._topology import Topology
-from unibus_nats._wire import from_nats
+from unibus_nats._wire import REPLAY_GROUP, from_nats
 
 __all__ = ["JetStreamConsumer", "NATSDelivery"]
 
@@ -279,6 +279,12 @@ class JetStreamConsumer(BaseConsumer):
             message = from_nats(msg.data, msg.headers)
         except InvalidMessageError:
             message = Message(body=msg.data)  # a foreign producer's unusable headers
+        if REPLAY_GROUP in message.headers:
+            headers = dict(message.headers)
+            if headers.pop(REPLAY_GROUP) != self.group:  # another group's DLQ replay
+                self._spawn(_skip(msg))
+                return
+            message = message.replace(headers=headers)
         delivery = NATSDelivery(
             self, message, topic=pull.topic, attempt=delivered,
             position=Position(pull.topic, sequence), raw=msg)
@@ -388,6 +394,13 @@ class JetStreamConsumer(BaseConsumer):
 
     def __repr__(self) -> str:
         return f"<JetStreamConsumer topics={self.topics} group={self.group}>"
+
+
+async def _skip(msg: Msg) -> None:
+    """Acknowledge a message this consumer does not hand out (if the ack is lost, the message
+    comes back after ack_wait and is skipped again)."""
+    with contextlib.suppress(Exception):
+        await msg.ack()
 
 
 def _sequence_and_count(msg: Msg) -> tuple[int, int]:

@@ -24,7 +24,7 @@ from unibus_nats import _names
 from unibus_nats._errors import boundary
 from unibus_nats._options import NATSOptions
 from unibus_nats._topology import Topology
-from unibus_nats._wire import from_nats, header_block
+from unibus_nats._wire import REPLAY_GROUP, from_nats, header_block
 
 __all__ = ["DeadLetterWriter", "NATSDeadLetterQueue", "PublishFn"]
 
@@ -111,6 +111,8 @@ class NATSDeadLetterQueue:
                 if wait > 0:
                     await asyncio.sleep(wait)  # rate limit
             message = stored.dead.replayable()
+            if stored.dead.group is not None:  # for that group only: see REPLAY_GROUP
+                message = message.with_headers(**{REPLAY_GROUP: stored.dead.group})
             count = message.headers.get(REPLAY_COUNT, "1")
             # A new dedup id: the original id is still in the stream's duplicate window.
             await self._publish(stored.dead.original_topic, message,

@@ -24,9 +24,12 @@ from collections.abc import Mapping
 from unibus.message import Message
 from unibus_nats._client import HeaderBlock
 
-__all__ = ["KEY_HEADER", "MSG_ID", "from_nats", "header_block", "to_nats"]
+__all__ = ["KEY_HEADER", "MSG_ID", "REPLAY_GROUP", "from_nats", "header_block", "to_nats"]
 
 KEY_HEADER = "ce_partitionkey"
+#: A DLQ replay is published to the topic's subject, which every group reads; this header names
+#: the group it is for, and the other groups' consumers acknowledge it without handing it out.
+REPLAY_GROUP = "unibus-replay-group"
 MSG_ID = "Nats-Msg-Id"
 EXPECTED_STREAM = "Nats-Expected-Stream"
 _ENCODED = re.compile(r"^=\?utf-8\?b\?([A-Za-z0-9+/=]*)\?=$")
