@@ -9,7 +9,14 @@ from aiokafka import TopicPartition  # type: ignore[import-untyped]
 from aiokafka.structs import ConsumerRecord  # type: ignore[import-untyped]
 from unibus_kafka import KafkaBackend, KafkaOptions
 from unibus_kafka._client import bootstrap_servers, connection_settings
-from unibus_kafka._codec import ATTEMPT, RETRY_DUE, decode, encode_headers, record_headers
+from unibus_kafka._codec import (
+    ATTEMPT,
+    RETRY_DUE,
+    decode,
+    encode_headers,
+    record_headers,
+    retry_headers,
+)
 from unibus_kafka._delivery import KafkaDelivery, RecordRef
 from unibus_kafka._offsets import PartitionOffsets
 from unibus_kafka._topology import dlq_topic, retry_topic
@@ -117,6 +124,20 @@ def test_records_carry_the_whole_envelope_and_hide_retry_bookkeeping() -> None:
     record = _Record(sent.body, b"k-1", headers)
     got = decode(record, {n: v.decode() for n, v in headers})
     assert got == sent
+
+
+def test_retry_headers_carry_the_origin_only_when_there_is_one() -> None:
+    sent = Message(body=b"x", key="k-1", headers={"tenant": "acme"})
+    nacked = retry_headers(sent, topic="orders", attempt=3, due_ms=1234,
+                           origin=Position("orders", 41, 2))
+    assert nacked == {**sent.wire_headers(), "unibus-attempt": "3",
+                      "unibus-retry-due": "1234", "unibus-retry-topic": "orders",
+                      "unibus-retry-partition": "2", "unibus-retry-offset": "41"}
+    replayed = retry_headers(sent, topic="orders", attempt=1, due_ms=0)
+    assert replayed == {**sent.wire_headers(), "unibus-attempt": "1",
+                        "unibus-retry-due": "0", "unibus-retry-topic": "orders"}
+    record = _Record(sent.body, b"k-1", encode_headers(nacked))
+    assert decode(record, record_headers(record)) == sent
 
 
 def test_a_non_unibus_record_gets_an_id_and_binary_headers_survive() -> None:

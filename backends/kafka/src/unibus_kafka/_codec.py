@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from unibus.message import Message
+from unibus.positions import Position
 
 __all__ = [
     "ATTEMPT",
@@ -15,6 +16,7 @@ __all__ = [
     "decode",
     "encode_headers",
     "record_headers",
+    "retry_headers",
 ]
 
 #: Headers of retry records (see docs/design/kafka-retries.md); stripped on delivery.
@@ -28,6 +30,23 @@ _INTERNAL = frozenset({ATTEMPT, RETRY_DUE, RETRY_TOPIC, RETRY_PARTITION, RETRY_O
 
 def encode_headers(headers: dict[str, str]) -> list[tuple[str, bytes]]:
     return [(name, value.encode()) for name, value in headers.items()]
+
+
+def retry_headers(message: Message, *, topic: str, attempt: int, due_ms: int,
+                  origin: Position | None = None) -> dict[str, str]:
+    """The wire headers of a retry record of ``message``, read from ``topic``: delivered as
+    attempt ``attempt`` once the clock passes ``due_ms`` (epoch milliseconds, 0 for at
+    once). ``origin`` is where the message was first delivered, which the retry delivery
+    reports as its position; without it (a replayed dead letter) the retry record's own
+    place is its position."""
+    headers = message.wire_headers()
+    headers[ATTEMPT] = str(attempt)
+    headers[RETRY_DUE] = str(due_ms)
+    headers[RETRY_TOPIC] = topic
+    if origin is not None:
+        headers[RETRY_PARTITION] = str(origin.partition)
+        headers[RETRY_OFFSET] = str(origin.offset)
+    return headers
 
 
 def record_headers(record: Any) -> dict[str, str]:

@@ -33,6 +33,7 @@ from unibus_kafka._codec import (
     RETRY_TOPIC,
     decode,
     record_headers,
+    retry_headers,
 )
 from unibus_kafka._delivery import KafkaDelivery, RecordRef
 from unibus_kafka._offsets import PartitionOffsets
@@ -553,15 +554,11 @@ class KafkaConsumer(BaseConsumer):
             deadletter.FIRST_FAILURE: delivery.message.headers.get(deadletter.FIRST_FAILURE, now),
             deadletter.LAST_FAILURE: now,
         })
-        headers = message.wire_headers()
-        position = delivery.position
-        headers.update({
-            ATTEMPT: str(delivery.attempt + 1),
-            RETRY_DUE: str(int(time.time() * 1000 + delay * 1000)),
-            RETRY_TOPIC: delivery.topic,
-            RETRY_PARTITION: str(position.partition if position else 0),
-            RETRY_OFFSET: str(position.offset if position else 0),
-        })
+        headers = retry_headers(
+            message, topic=delivery.topic, attempt=delivery.attempt + 1,
+            due_ms=int(time.time() * 1000 + delay * 1000),
+            origin=delivery.position or Position(delivery.topic, 0, 0),
+        )
         await self._send(delivery, target, message, headers, "nack")
         self._settled(delivery)
 

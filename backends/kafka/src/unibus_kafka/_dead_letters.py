@@ -25,7 +25,7 @@ from unibus.deadletter import DeadLetter
 from unibus.errors import OperationTimeoutError
 from unibus.message import Message
 from unibus_kafka import _errors
-from unibus_kafka._codec import ATTEMPT, RETRY_DUE, RETRY_TOPIC, decode, record_headers
+from unibus_kafka._codec import decode, record_headers, retry_headers
 from unibus_kafka._topology import dlq_topic, retry_topic
 
 if TYPE_CHECKING:
@@ -86,8 +86,7 @@ class KafkaDeadLetterQueue:
         target = retry_topic(letter.original_topic, letter.group,
                              min(self._backend.options.retry_tiers))
         await self._backend.topology.require([target])
-        headers = message.wire_headers()
-        headers.update({ATTEMPT: "1", RETRY_DUE: "0", RETRY_TOPIC: letter.original_topic})
+        headers = retry_headers(message, topic=letter.original_topic, attempt=1, due_ms=0)
         future = await producer.send(target, message, headers=headers)
         with _errors.publishing(target):
             await future
