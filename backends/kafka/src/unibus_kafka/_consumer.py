@@ -1,7 +1,8 @@
 """Consuming: a Kafka group member (or a manual assignment for fan-out) behind BaseConsumer.
 
-One fetch task reads at most ``prefetch`` unsettled records; settled offsets are committed
-as the contiguous prefix per partition by a commit task, on revocation and on close. Nacks go
+One fetch task reads at most ``prefetch`` unsettled records (and up to ``prefetch`` more
+while their delivery mark is committed); settled offsets are committed as the contiguous
+prefix per partition by a commit task, on revocation and on close. Nacks go
 through per-group retry topics (see docs/design/kafka-retries.md); ungrouped consumers, which
 own no committed state, redeliver nacks from memory.
 """
@@ -402,10 +403,13 @@ class KafkaConsumer(BaseConsumer):
             # The mark covers every offset handed out so far: all staged records, since
             # the fetch loop hands out (to PartitionOffsets) and stages in one step.
             tps = list(dict.fromkeys(tp for _d, handed, _m in chunks for tp in handed))
-            try:
-                await self._mark(tps)
-            finally:
-                self._staged_count -= sum(len(d) for d, _h, _m in chunks)
+            # Records under a mark stop counting against the fetch room, so the fetch loop
+            # reads the next batch while this mark is committed: the consumer holds at most
+            # one prefetch more than it hands out, and a batch's fetch and the previous
+            # batch's mark overlap instead of taking turns.
+            self._staged_count -= sum(len(d) for d, _h, _m in chunks)
+            self._room.set()
+            await self._mark(tps)
             moves = self._moves
             for deliveries, _handed, staged_at in chunks:
                 if staged_at == moves:
