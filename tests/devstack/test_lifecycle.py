@@ -7,6 +7,7 @@ use is never disturbed.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import random
 from collections.abc import Iterator
@@ -130,6 +131,19 @@ def test_up_is_idempotent(private: DevStack) -> None:
     [second] = private.up(["nats"])
     assert second.state == "running"
     assert first.pid == second.pid
+
+
+def test_two_launchers_on_one_home_start_one_broker(private: DevStack) -> None:
+    # Two launchers at once (two terminals, or a test and a benchmark) on the same home.
+    other = DevStack(private.home, ports=private.ports)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda stack: stack.start("nats"), (private, other))
+    assert first.state == second.state == "running"
+    assert first.pid == second.pid
+    assert first.pid is not None
+    assert private.status(["nats"])[0].pid == first.pid
+    private.down(["nats"])
+    assert_gone(private, first.pid, NATS_PORTS)
 
 
 async def test_restart_after_sigkill_keeps_data(private: DevStack) -> None:

@@ -3,7 +3,10 @@ its state in: Redis, PostgreSQL) as local processes under one state directory.
 
 State layout: ``<home>/<broker>/`` holds the broker's data and config, ``<home>/<broker>.pid``
 its PID (the leader of its own process group) and ``<home>/<broker>.log`` its output. Jars are
-cached in ``<home>/../jars`` and reused between runs.
+cached in ``<home>/../jars`` and reused between runs. Starting, stopping and restarting a broker
+hold ``<home>/<broker>.lock``: two launchers on one home (two terminals, or a test and a
+benchmark) take turns, so the second finds the first one's broker running instead of starting
+another on the same ports and data.
 
 Ports are fixed (the compose stacks publish the same ones); a second stack, e.g. in a test that
 must not disturb the shared brokers, overrides some with ``ports=`` or ``UNIBUS_DEV_PORTS``
@@ -12,10 +15,12 @@ must not disturb the shared brokers, overrides some with ``ports=`` or ``UNIBUS_
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from unibus.devstack import _process
@@ -123,11 +128,15 @@ class DevStack:
         return [self.start(name) for name in self.names(names)]
 
     def start(self, name: str) -> BrokerStatus:
+        with self._locked(name):
+            return self._start(name)
+
+    def _start(self, name: str) -> BrokerStatus:
         current = self._status(name)
         if current.state in ("running", "external"):
             return current
         if current.state == "unhealthy":
-            self.stop(name)
+            self._stop(name)
         broker = self.spec(name)
         busy = [p for p in broker.ports.values() if _process.port_open(p)]
         if busy:
@@ -151,7 +160,7 @@ class DevStack:
                 raise DevStackError(f"{name} exited while starting; log tail:\n"
                                     f"{self.logs(name, 40)}")
             if time.monotonic() > deadline:
-                self.stop(name, kill=True)
+                self._stop(name, kill=True)
                 raise DevStackError(f"{name} did not answer within {broker.start_timeout:.0f}s;"
                                     f" log tail:\n{self.logs(name, 40)}")
             time.sleep(0.25)
@@ -159,6 +168,10 @@ class DevStack:
 
     def stop(self, name: str, *, kill: bool = False) -> None:
         """Stop the broker this launcher started (SIGTERM, or SIGKILL when ``kill``)."""
+        with self._locked(name):
+            self._stop(name, kill=kill)
+
+    def _stop(self, name: str, *, kill: bool = False) -> None:
         broker = self.spec(name)
         pid = self._pid(name)
         if pid is not None:
@@ -178,10 +191,24 @@ class DevStack:
 
     def restart(self, name: str, *, kill: bool = False) -> BrokerStatus:
         """Stop (gracefully, or SIGKILL) and start again keeping data; wait until healthy."""
-        if self._pid(name) is None:
-            raise DevStackError(f"{name} was not started by this launcher; cannot restart it")
-        self.stop(name, kill=kill)
-        return self.start(name)
+        with self._locked(name):
+            if self._pid(name) is None:
+                raise DevStackError(
+                    f"{name} was not started by this launcher; cannot restart it")
+            self._stop(name, kill=kill)
+            return self._start(name)
+
+    @contextlib.contextmanager
+    def _locked(self, name: str) -> Iterator[None]:
+        """Hold ``<home>/<name>.lock``; the public lifecycle methods take it once and call
+        only the unlocked ``_start`` / ``_stop`` inside (a second flock would wait forever)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.home / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # another launcher's start can take minutes
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     # -- pid files --------------------------------------------------------------------------
 
