@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import pulsar  # type: ignore[import-untyped]
-import pulsar.asyncio as pulsar_asyncio  # type: ignore[import-untyped]
 
 from unibus.backend import BaseBackend
 from unibus.capabilities import Capabilities
@@ -19,6 +18,7 @@ from unibus.errors import ClosedError, ConfigError, ConnectionFailedError
 from unibus.protocols import Consumer, DeadLetterQueue, Producer, StartAt
 from unibus.topology import TopicSpec
 from unibus_pulsar._admin import AdminClient
+from unibus_pulsar._bridge import call
 from unibus_pulsar._capabilities import declare
 from unibus_pulsar._consumer import PulsarConsumer
 from unibus_pulsar._dead_letters import DeadLetterWriter, PulsarDeadLetterQueue
@@ -63,7 +63,7 @@ class PulsarBackend(BaseBackend):
         super().__init__(url, options)
         self.options: PulsarOptions = options
         self.names = Names(options.tenant, options.namespace)
-        self._client: pulsar_asyncio.Client | None = None
+        self._client: Any = None  # the client (``_pulsar.Client``), once connected
         self._topology: Topology | None = None
         self._unbatched: PulsarProducer | None = None
         self._producers: weakref.WeakSet[PulsarProducer] = weakref.WeakSet()
@@ -107,7 +107,8 @@ class PulsarBackend(BaseBackend):
     # -- connection ---------------------------------------------------------------------------
 
     @property
-    def client(self) -> pulsar_asyncio.Client:
+    def client(self) -> Any:
+        """The C++ client: operations go through ``_bridge.call``, never pulsar.asyncio."""
         if self._closed:
             raise ClosedError("the Pulsar backend is closed")
         if self._client is None:
@@ -152,7 +153,8 @@ class PulsarBackend(BaseBackend):
             return
         o = self.options
         try:
-            client = pulsar_asyncio.Client(self.service_url, **self._client_kwargs())
+            # pulsar.Client turns the options into the C++ client's configuration.
+            client = pulsar.Client(self.service_url, **self._client_kwargs())._client
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"invalid Pulsar URL or options: {exc}") from exc
         verify: bool | str = o.tls_trust_certs or not o.tls_allow_insecure
@@ -161,7 +163,9 @@ class PulsarBackend(BaseBackend):
         try:
             probe = self.names.topic("unibus-connect-probe")
             with boundary(f"connect to Pulsar at {self.service_url}", ConnectionFailedError):
-                await asyncio.wait_for(client.get_topic_partitions(probe), o.connect_timeout)
+                await asyncio.wait_for(
+                    call(lambda done: client.get_topic_partitions_async(probe, done)),
+                    o.connect_timeout)
             if o.deduplication and o.auto_create:
                 await admin.enable_deduplication()
         except TimeoutError as exc:
@@ -176,11 +180,11 @@ class PulsarBackend(BaseBackend):
         self._topology = Topology(self, admin)
 
     @staticmethod
-    async def _abandon(client: pulsar_asyncio.Client, admin: AdminClient) -> None:
+    async def _abandon(client: Any, admin: AdminClient) -> None:
         with contextlib.suppress(Exception):
             await admin.close()
         with contextlib.suppress(Exception):
-            await client.close()
+            await call(client.close_async)
 
     async def _disconnect(self) -> None:
         if self._closed:
@@ -193,7 +197,7 @@ class PulsarBackend(BaseBackend):
         if self._client is not None:
             client, self._client = self._client, None
             with contextlib.suppress(Exception):
-                await client.close()
+                await call(client.close_async)
 
     # -- the Backend protocol -----------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from unibus.deadletter import failure_headers
 from unibus.errors import ConsumeError, SettlementError, TopologyError, UnibusError
 from unibus.positions import Position
 from unibus.protocols import StartAt
-from unibus_pulsar._bridge import call
+from unibus_pulsar._bridge import call, subscribe
 from unibus_pulsar._delivery import ATTEMPTS, ORIGIN, TOPIC, PulsarDelivery
 from unibus_pulsar._errors import boundary, result_name, while_unavailable
 from unibus_pulsar._names import decode_position, encode_position
@@ -182,26 +182,15 @@ class PulsarConsumer(BaseConsumer):
         self._short_names: dict[str, str] = {}
         self._seeking = False
         self._timers: dict[asyncio.TimerHandle, BaseDelivery] = {}
-        self._pc: pulsar_asyncio.Consumer | None = None
-        self._retry: pulsar_asyncio.Consumer | None = None
+        # The client's consumers (``_pulsar.Consumer``) of the topics and of the retry topics.
+        self._pc: Any = None
+        self._retry: Any = None
 
     # -- opening ------------------------------------------------------------------------------
 
     async def open(self, start: StartAt | None) -> None:
         """Subscribe; afterwards every newly published message reaches the subscription."""
         backend, o = self._backend, self._backend.options
-        kind = o.subscription_type
-        if self.group is None and kind in ("failover", "exclusive"):
-            kind = "exclusive"
-        kwargs: dict[str, Any] = {
-            "consumer_type": _TYPES[kind],
-            "receiver_queue_size": o.receiver_queue_size or self.prefetch,
-            "negative_ack_redelivery_delay_ms": max(1, int(o.nack_redelivery_delay * 1000)),
-            "start_message_id_inclusive": True,
-            "consumer_name": f"{o.client_id}-{uuid.uuid4().hex[:8]}",
-            # Partial acks of a batch survive a close where the broker supports them.
-            "batch_index_ack_enabled": o.batching,
-        }
         if o.auto_create:
             for topic in self.topics:
                 await backend.topology.ensure_dead_letter(topic, self.group)
@@ -209,36 +198,55 @@ class PulsarConsumer(BaseConsumer):
         what = f"subscribe {self.subscription} to {', '.join(self.topics)}"
         client = backend.client
 
-        async def subscribe(topics: list[str], **extra: Any) -> pulsar_asyncio.Consumer:
+        async def open_one(topics: list[str], conf: Any) -> Any:
             with boundary(what, TopologyError):
-                return await client.subscribe(self._one_or_many(topics), self.subscription,
-                                              **kwargs, **extra)
+                return await subscribe(client, self._one_or_many(topics), self.subscription,
+                                       conf)
 
         within = o.operation_timeout
+        name = f"{o.client_id}-{uuid.uuid4().hex[:8]}"
+        retries = self._configuration(name, pulsar.InitialPosition.Earliest, retry=True)
+        mains = self._configuration(name, pulsar.InitialPosition.Earliest if start == "earliest"
+                                    else pulsar.InitialPosition.Latest, retry=False)
         # Both subscriptions at once: opening a consumer costs one broker round trip, not two.
         made = await asyncio.gather(
-            while_unavailable(lambda: subscribe(
-                [names.topic(self.retry_topic(t)) for t in self.topics],
-                initial_position=pulsar.InitialPosition.Earliest,
-                **self._dead_letter_policy(retry=True)), within=within),
-            while_unavailable(lambda: subscribe(
-                [names.topic(t) for t in self.topics],
-                initial_position=(pulsar.InitialPosition.Earliest if start == "earliest"
-                                  else pulsar.InitialPosition.Latest),
-                **self._dead_letter_policy(retry=False)), within=within),
+            while_unavailable(lambda: open_one(
+                [names.topic(self.retry_topic(t)) for t in self.topics], retries),
+                within=within),
+            while_unavailable(lambda: open_one([names.topic(t) for t in self.topics], mains),
+                              within=within),
             return_exceptions=True)
         failed = [r for r in made if isinstance(r, BaseException)]
         if failed:
             for consumer in made:
                 if not isinstance(consumer, BaseException):
                     with contextlib.suppress(Exception):
-                        await consumer.close()
+                        await call(consumer.close_async)
             raise failed[0]
         self._retry, self._pc = made
         if isinstance(start, Position | datetime):
             await self._seek(start)
         self._spawn(self._fetch(self._pc))
         self._spawn(self._fetch(self._retry))
+
+    def _configuration(self, name: str, initial_position: Any, *, retry: bool) -> Any:
+        o = self._backend.options
+        kind = o.subscription_type
+        if self.group is None and kind in ("failover", "exclusive"):
+            kind = "exclusive"
+        conf = _pulsar.ConsumerConfiguration()
+        conf.consumer_type(_TYPES[kind])
+        conf.consumer_name(name)
+        conf.receiver_queue_size(o.receiver_queue_size or self.prefetch)
+        conf.negative_ack_redelivery_delay_ms(max(1, int(o.nack_redelivery_delay * 1000)))
+        conf.start_message_id_inclusive(True)
+        # Partial acks of a batch survive a close where the broker supports them.
+        conf.batch_index_ack_enabled(o.batching)
+        conf.subscription_initial_position(initial_position)
+        policy = self._dead_letter_policy(retry=retry)
+        if policy is not None:
+            conf.dead_letter_policy(policy.policy())
+        return conf
 
     @staticmethod
     def _one_or_many(topics: list[str]) -> str | list[str]:
@@ -247,7 +255,7 @@ class PulsarConsumer(BaseConsumer):
     def retry_topic(self, topic: str) -> str:
         return self._backend.names.retry_topic(topic, self.subscription)
 
-    def _dead_letter_policy(self, *, retry: bool) -> dict[str, Any]:
+    def _dead_letter_policy(self, *, retry: bool) -> Any:
         """Pulsar's native redrive, pointed at the DLQ that dead_letter() writes to.
 
         It catches a message whose redelivery count passed ``max_attempts`` when it is
@@ -255,30 +263,30 @@ class PulsarConsumer(BaseConsumer):
         the failure headers, so the native path is the backstop.
         """
         if self.max_attempts is None:
-            return {}
+            return None
         names = self._backend.names
         topic = None
         if self.group is None or retry:
             if len(self.topics) > 1:
-                return {}  # one DLQ topic per source topic; the client takes only one
+                return None  # one DLQ topic per source topic; the client takes only one
             topic = names.topic(names.dead_letter_topic(self.topics[0], self.group))
-        return {"dead_letter_policy": pulsar.ConsumerDeadLetterPolicy(
+        return pulsar.ConsumerDeadLetterPolicy(
             max_redeliver_count=self.max_attempts,
             dead_letter_topic=topic,
             initial_subscription_name=self._backend.options.dead_letter_subscription,
-        )}
+        )
 
     @property
-    def client_consumer(self) -> pulsar_asyncio.Consumer:
+    def client_consumer(self) -> Any:
         assert self._pc is not None, "open() first"
         return self._pc
 
     # -- fetching -----------------------------------------------------------------------------
 
-    async def _fetch(self, pc: pulsar_asyncio.Consumer) -> None:
+    async def _fetch(self, pc: Any) -> None:
         """Hand over what the client holds, as many as there are free prefetch slots, then
         wait for the next message to arrive (one thread hop per burst, not per message)."""
-        receiver = _Receiver(pc._consumer)
+        receiver = _Receiver(pc)
         slots = self._slots
         # The topic every message of ``pc`` comes from, when one name says it.
         main = self.topics[0] if pc is self._pc and len(self.topics) == 1 else None
@@ -315,7 +323,7 @@ class PulsarConsumer(BaseConsumer):
             # unacknowledged and comes back when the consumer closes.
             receiver.abandon()
 
-    def _delivery(self, pc: pulsar_asyncio.Consumer, msg: Any) -> PulsarDelivery:
+    def _delivery(self, pc: Any, msg: Any) -> PulsarDelivery:
         if pc is self._pc:
             # From the topic itself, where the broker's count is the whole count: nothing to
             # read from the properties until the message is.
@@ -348,7 +356,7 @@ class PulsarConsumer(BaseConsumer):
             origin=None if position is None else str(position.offset), delay=delay)
         pc, msg = delivery.raw
         with boundary(f"ack {message.id} after scheduling its retry", SettlementError):
-            await pc.acknowledge(msg)
+            await call(lambda done: pc.acknowledge_async(msg, done))
 
     # -- settling -----------------------------------------------------------------------------
 
@@ -364,7 +372,7 @@ class PulsarConsumer(BaseConsumer):
         # A failure is logged and the broker redelivers.
         pc, msg = delivery.raw
         try:
-            pc._consumer.acknowledge(msg)
+            pc.acknowledge(msg)
         except _pulsar.PulsarException as exc:
             log.warning("pulsar: an acknowledgement failed (%s); the broker will redeliver",
                         result_name(exc) or exc)
@@ -411,7 +419,7 @@ class PulsarConsumer(BaseConsumer):
             return
         pc, msg = delivery.raw
         with boundary("negative ack", SettlementError):
-            pc._consumer.negative_acknowledge(msg)
+            pc.negative_acknowledge(msg)
 
     async def _dead_letter(self, delivery: BaseDelivery, reason: str) -> None:
         try:
@@ -422,7 +430,7 @@ class PulsarConsumer(BaseConsumer):
             await self._backend.dead_letter_writer.write(delivery.topic, self.group, dead)
             pc, msg = delivery.raw
             with boundary(f"ack dead-lettered {message.id}", SettlementError):
-                await pc.acknowledge(msg)
+                await call(lambda done: pc.acknowledge_async(msg, done))
         finally:
             self._slots.release()
 
@@ -440,7 +448,7 @@ class PulsarConsumer(BaseConsumer):
             target = decode_position(to)._msg_id
         else:
             target = to
-        inner = self.client_consumer._consumer
+        inner = self.client_consumer
         self._seeking = True
         try:
             with boundary(f"seek {self.subscription} to {to!r}", ConsumeError):
@@ -494,10 +502,10 @@ class PulsarConsumer(BaseConsumer):
             try:
                 with boundary(f"close {self.subscription}", ConsumeError):
                     if self.group is None:
-                        await pc.unsubscribe()
+                        await call(pc.unsubscribe_async)
                     else:
-                        await pc.close()
+                        await call(pc.close_async)
             except UnibusError as exc:
                 log.warning("pulsar consumer close: %s", exc)
                 with contextlib.suppress(Exception):
-                    await pc.close()
+                    await call(pc.close_async)

@@ -16,12 +16,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import _pulsar  # type: ignore[import-not-found]
 import pulsar  # type: ignore[import-untyped]
-import pulsar.asyncio as pulsar_asyncio  # type: ignore[import-untyped]
 
 from unibus.deadletter import DeadLetter
 from unibus.errors import ConsumeError, SettlementError
 from unibus.message import Message
+from unibus_pulsar._bridge import call, subscribe
 from unibus_pulsar._errors import boundary
 
 if TYPE_CHECKING:
@@ -87,12 +88,14 @@ class PulsarDeadLetterQueue:
         done = acknowledged(cursor)
         full = backend.names.topic(self.dlq_topic)
         out: list[_Entry] = []
+        client = backend.client
         with boundary(f"read the dead-letter topic {self.dlq_topic}", ConsumeError):
-            reader = await backend.client.create_reader(full, pulsar.MessageId.earliest)
+            reader = await call(lambda done: client.create_reader_async(
+                full, pulsar.MessageId.earliest, _pulsar.ReaderConfiguration(), done))
             try:
                 while (limit is None or len(out) < limit) \
-                        and await reader.has_message_available():
-                    msg = await reader.read_next()
+                        and await call(reader.has_message_available_async):
+                    msg = await call(reader.read_next_async)
                     mid = msg.message_id()
                     if done((mid.ledger_id(), mid.entry_id())):
                         continue
@@ -101,7 +104,7 @@ class PulsarDeadLetterQueue:
                     letter = DeadLetter.from_message(message, default_topic=self.topic)
                     out.append(_Entry(letter, mid))
             finally:
-                await reader.close()
+                await call(reader.close_async)
         return out
 
     async def list(self, limit: int = 100) -> list[DeadLetter]:
@@ -172,25 +175,28 @@ class _Acknowledger:
     def __init__(self, backend: PulsarBackend, dlq_topic: str) -> None:
         self._backend = backend
         self._topic = dlq_topic
-        self._consumer: pulsar_asyncio.Consumer | None = None
+        self._consumer: Any = None  # the client's consumer
 
     async def __aenter__(self) -> Any:
         backend = self._backend
+        conf = _pulsar.ConsumerConfiguration()
+        conf.consumer_type(pulsar.ConsumerType.Shared)
+        conf.receiver_queue_size(1)
+        conf.subscription_initial_position(pulsar.InitialPosition.Earliest)
         with boundary(f"subscribe to the dead-letter topic {self._topic}", ConsumeError):
-            self._consumer = await backend.client.subscribe(
-                backend.names.topic(self._topic), backend.options.dead_letter_subscription,
-                consumer_type=pulsar.ConsumerType.Shared, receiver_queue_size=1,
-                initial_position=pulsar.InitialPosition.Earliest,
-            )
+            self._consumer = await subscribe(
+                backend.client, backend.names.topic(self._topic),
+                backend.options.dead_letter_subscription, conf)
         return self._ack
 
     async def _ack(self, message_id: Any) -> None:
         assert self._consumer is not None
+        consumer = self._consumer
         with boundary(f"remove a dead letter from {self._topic}", SettlementError):
-            await self._consumer.acknowledge(message_id)
+            await call(lambda done: consumer.acknowledge_async(message_id, done))
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._consumer is not None:
             with boundary(f"close the dead-letter consumer of {self._topic}", ConsumeError):
-                await self._consumer.close()
+                await call(self._consumer.close_async)
 

@@ -10,8 +10,6 @@ from unibus.positions import Position
 from unibus_pulsar._names import encode_position
 
 if TYPE_CHECKING:
-    import pulsar.asyncio as pulsar_asyncio  # type: ignore[import-untyped]
-
     from unibus_pulsar._consumer import PulsarConsumer
 
 __all__ = ["ATTEMPTS", "ORIGIN", "TOPIC", "PulsarDelivery"]
@@ -29,7 +27,7 @@ class PulsarDelivery(BaseDelivery):
 
     __slots__ = ("_properties",)
 
-    def __init__(self, consumer: PulsarConsumer, raw: tuple[pulsar_asyncio.Consumer, Any],
+    def __init__(self, consumer: PulsarConsumer, raw: tuple[Any, Any],
                  topic: str, attempt: int, properties: dict[str, str] | None = None,
                  position: Position | None = None) -> None:
         # BaseDelivery's fields set here rather than through its keyword __init__: this runs

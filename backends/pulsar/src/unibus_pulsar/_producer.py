@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import _pulsar  # type: ignore[import-not-found]
 import pulsar  # type: ignore[import-untyped]
-import pulsar.asyncio as pulsar_asyncio  # type: ignore[import-untyped]
 
 from unibus.base import check_size
 from unibus.errors import (
@@ -57,7 +56,8 @@ class PulsarProducer:
         self._backend = backend
         o = backend.options
         self._batched = o.batching if batched is None else batched
-        self._producers: dict[str, pulsar_asyncio.Producer] = {}
+        #: The client's producers (``_pulsar.Producer``) by topic.
+        self._producers: dict[str, Any] = {}
         self._creating: dict[str, asyncio.Lock] = {}
         self._window = asyncio.Semaphore(o.max_pending_messages)
         self._closed = False
@@ -90,7 +90,7 @@ class PulsarProducer:
                 receipts.append(self._receipt(topic, message, message_id))
         return receipts
 
-    async def _send_chunk(self, producer: pulsar_asyncio.Producer, chunk: Sequence[Message],
+    async def _send_chunk(self, producer: Any, chunk: Sequence[Message],
                           delay: float | None) -> list[tuple[Any, Any]]:
         """Hand every message of ``chunk`` to the client and wake the loop once, when the
         broker acknowledged the last of them (not once per message)."""
@@ -111,7 +111,7 @@ class PulsarProducer:
                 with contextlib.suppress(RuntimeError):  # loop gone: nobody waits
                     loop.call_soon_threadsafe(wake)
 
-        send = producer._producer.send_async
+        send = producer.send_async
         build = self._build
         window = self._window
         sent = 0
@@ -129,15 +129,8 @@ class PulsarProducer:
 
     @staticmethod
     def _build(message: Message, delay: float | None) -> Any:
-        builder = _pulsar.MessageBuilder()
-        builder.content(message.body)
-        builder.properties(message.wire_headers())
-        if message.key is not None:
-            builder.partition_key(message.key)
-        builder.event_timestamp(int(message.time.timestamp() * 1000))
-        if delay:
-            builder.deliver_after(timedelta(seconds=delay))
-        return builder.build()
+        return _client_message(message.body, message.wire_headers(), message.key, delay,
+                               int(message.time.timestamp() * 1000))
 
     @staticmethod
     def _receipt(topic: str, message: Message, message_id: Any) -> Receipt:
@@ -157,14 +150,10 @@ class PulsarProducer:
         if self._closed:
             raise ClosedError("the producer is closed")
         producer = await self._producer(topic)
-        kwargs: dict[str, Any] = {"properties": properties}
-        if key is not None:
-            kwargs["partition_key"] = key
-        if delay > 0:
-            kwargs["deliver_after"] = timedelta(seconds=delay)
+        built = _client_message(body, properties, key, delay)
         async with self._window:
             with boundary(f"publish to {topic}", PublishError):
-                await producer.send(body, **kwargs)
+                await call(lambda done: producer.send_async(built, done))
 
     async def send_retry(self, topic: str, subscription: str, message: Message, *,
                          attempts: int, origin: str | None = None, delay: float = 0.0) -> None:
@@ -191,10 +180,10 @@ class PulsarProducer:
             raise CapabilityError(f"delay={delay:g}s", caps.reason("delayed_delivery"),
                                   backend="pulsar")
 
-    async def _send(self, producer: pulsar_asyncio.Producer, topic: str, message: Message,
+    async def _send(self, producer: Any, topic: str, message: Message,
                     delay: float | None) -> Receipt:
         built = self._build(message, delay)
-        send = producer._producer.send_async
+        send = producer.send_async
         async with self._window:
             with boundary(f"publish to {topic}", PublishError):
                 message_id = await call(lambda done: send(built, done))
@@ -202,7 +191,7 @@ class PulsarProducer:
 
     # -- producers per topic ------------------------------------------------------------------
 
-    async def _producer(self, topic: str) -> pulsar_asyncio.Producer:
+    async def _producer(self, topic: str) -> Any:
         found = self._producers.get(topic)
         if found is not None:
             return found
@@ -218,30 +207,36 @@ class PulsarProducer:
                     f"topic {topic!r} ({full}) does not exist and auto_create is off; "
                     "provision it first (bus.provision)"
                 )
-            o = backend.options
-            async def create() -> pulsar_asyncio.Producer:
-                with boundary(f"create a producer for {topic}", PublishError):
-                    return await backend.client.create_producer(
-                        full,
-                        send_timeout_millis=int(o.send_timeout * 1000),
-                        compression_type=_COMPRESSION[o.compression],
-                        max_pending_messages=o.max_pending_messages,
-                        block_if_queue_full=False,
-                        batching_enabled=self._batched,
-                        batching_max_messages=o.batching_max_messages,
-                        batching_max_publish_delay_ms=max(1, int(o.batching_max_delay * 1000)),
-                        batching_type=(pulsar.BatchingType.KeyBased
-                                       if o.subscription_type == "key_shared"
-                                       else pulsar.BatchingType.Default),
-                        message_routing_mode=pulsar.PartitionsRoutingMode.RoundRobinDistribution,
-                    )
+            configuration = self._configuration()
 
-            created = await while_unavailable(create, within=o.operation_timeout)
+            async def create() -> Any:
+                client = backend.client
+                with boundary(f"create a producer for {topic}", PublishError):
+                    return await call(lambda done: client.create_producer_async(
+                        full, configuration, done))
+
+            created = await while_unavailable(create, within=backend.options.operation_timeout)
             if self._closed:
                 await self._close_one(topic, created)
                 raise ClosedError("the producer is closed")
             self._producers[topic] = created
             return created
+
+    def _configuration(self) -> Any:
+        o = self._backend.options
+        configuration = _pulsar.ProducerConfiguration()
+        configuration.send_timeout_millis(int(o.send_timeout * 1000))
+        configuration.compression_type(_COMPRESSION[o.compression])
+        configuration.max_pending_messages(o.max_pending_messages)
+        configuration.block_if_queue_full(False)
+        configuration.batching_enabled(self._batched)
+        configuration.batching_max_messages(o.batching_max_messages)
+        configuration.batching_max_publish_delay_ms(max(1, int(o.batching_max_delay * 1000)))
+        configuration.batching_type(pulsar.BatchingType.KeyBased
+                                    if o.subscription_type == "key_shared"
+                                    else pulsar.BatchingType.Default)
+        configuration.partitions_routing_mode(pulsar.PartitionsRoutingMode.RoundRobinDistribution)
+        return configuration
 
     async def close(self) -> None:
         """Flush what is pending, then close every topic's producer. Idempotent."""
@@ -266,10 +261,24 @@ class PulsarProducer:
                             name, exc)
 
     @staticmethod
-    async def _close_one(topic: str, producer: pulsar_asyncio.Producer) -> None:
+    async def _close_one(topic: str, producer: Any) -> None:
         with boundary(f"close the producer of {topic}", PublishError):
             try:
-                await producer.flush()
+                await call(producer.flush_async)
             finally:
-                await producer.close()
+                await call(producer.close_async)
+
+
+def _client_message(body: bytes, properties: dict[str, str], key: str | None,
+                    delay: float | None, event_time_ms: int | None = None) -> Any:
+    builder = _pulsar.MessageBuilder()
+    builder.content(body)
+    builder.properties(properties)
+    if key is not None:
+        builder.partition_key(key)
+    if event_time_ms is not None:
+        builder.event_timestamp(event_time_ms)
+    if delay:
+        builder.deliver_after(timedelta(seconds=delay))
+    return builder.build()
 
