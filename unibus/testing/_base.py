@@ -81,7 +81,17 @@ class ContractBase:
             return
         from unibus.devstack import DevStack
 
-        await asyncio.to_thread(DevStack().restart, self.broker)
+        stack = DevStack()
+        # The launcher's stack comes from UNIBUS_DEV_HOME / UNIBUS_DEV_PORTS; the suite's
+        # broker from its URL. Restart only if they are the same broker, never another one.
+        ports = set(stack.spec(self.broker).ports.values())
+        named = {int(port) for port in re.findall(r":(\d+)", self.url)}
+        if named and not named & ports:
+            pytest.fail(
+                f"the suite's URL {self.url} is not the launcher's {self.broker} (ports "
+                f"{sorted(ports)} under {stack.home}): set UNIBUS_DEV_HOME and "
+                "UNIBUS_DEV_PORTS for the stack the tests use")
+        await asyncio.to_thread(stack.restart, self.broker)
 
     async def collect(
         self,
