@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 
 import pytest
@@ -17,6 +18,7 @@ from unibus_kafka._codec import (
     record_headers,
     retry_headers,
 )
+from unibus_kafka._consumer import KafkaConsumer
 from unibus_kafka._delivery import KafkaDelivery, RecordRef
 from unibus_kafka._offsets import PartitionOffsets
 from unibus_kafka._topology import dlq_topic, retry_topic
@@ -189,3 +191,29 @@ def test_delivery_sets_every_field_of_the_base_delivery() -> None:
     assert (delivery.topic, delivery.attempt, delivery.group) == ("t", 2, "g")
     assert tuple(delivery.raw) == (("t", 3), 41, 7)
     assert not delivery.settled
+
+
+async def test_stopping_ends_a_marker_whose_cancellation_was_lost() -> None:
+    # Python 3.11's asyncio.wait_for returns the result when the cancellation arrives as
+    # the awaited commit completes; the marker then must not wait for work forever.
+    consumer = KafkaConsumer(KafkaBackend("kafka://127.0.0.1:1", KafkaOptions()), ["t"], "g",
+                             start=None, prefetch=10, max_attempts=None)
+    loop = asyncio.get_running_loop()
+    commit: asyncio.Future[None] = loop.create_future()
+    marking = asyncio.Event()
+
+    async def mark(tps: object) -> None:
+        marking.set()
+        await asyncio.wait_for(commit, 30)
+
+    consumer._mark = mark  # type: ignore[method-assign]
+    consumer._stage([], [TopicPartition("t", 0)])
+    await asyncio.wait_for(marking.wait(), 10)
+    commit.set_result(None)  # the commit lands in the same loop turn as the cancellation
+    stopping = asyncio.create_task(consumer._stop_fetching())
+    finished, _ = await asyncio.wait({stopping}, timeout=10)  # not wait_for: it cancels
+    if not finished:
+        assert consumer._marker is not None
+        consumer._marker.cancel()  # let the test end
+        await stopping
+    assert finished, "a marker that missed its cancellation held _stop_fetching"

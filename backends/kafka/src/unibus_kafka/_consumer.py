@@ -393,8 +393,13 @@ class KafkaConsumer(BaseConsumer):
             self._marker = self._spawn(self._mark_loop())
 
     async def _mark_loop(self) -> None:
-        """Mark what the fetch loop staged, then hand it out; one mark per round trip."""
-        while True:
+        """Mark what the fetch loop staged, then hand it out; one mark per round trip.
+
+        It ends when fetching stops, not only when cancelled: Python 3.11's
+        ``asyncio.wait_for`` drops a cancellation that arrives as the awaited commit
+        completes, and a marker that waited on for work that never comes would hold
+        ``close()`` forever."""
+        while not self._stopping:
             await self._have_staged.wait()
             self._have_staged.clear()
             if not self._staged:
@@ -459,7 +464,7 @@ class KafkaConsumer(BaseConsumer):
 
     async def _commit_loop(self) -> None:
         interval = self._options.commit_interval_ms / 1000
-        while True:
+        while not self._closing:  # not only cancellation: see _mark_loop
             # Periodic commit timer. A delivery mark commits every settled prefix too, so
             # while marks go out the timer has nothing to add (and a commit of its own
             # would hold the next mark back by a round trip).
@@ -621,6 +626,7 @@ class KafkaConsumer(BaseConsumer):
 
     async def _stop_fetching(self) -> None:
         self._stopping = True
+        self._have_staged.set()  # a marker whose cancellation was lost wakes up and ends
         for task in (self._fetcher, self._marker):
             if task is not None:
                 task.cancel()
