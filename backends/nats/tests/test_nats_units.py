@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 from nats.aio.client import Client
 from unibus_nats import NATSBackend, NATSOptions
+from unibus_nats._capabilities import declare
 from unibus_nats._client import UnibusClient
+from unibus_nats._consumer import JetStreamConsumer, NATSDelivery
 from unibus_nats._names import dlq_stream, dlq_subject, stream_name, subject
 from unibus_nats._wire import from_nats, header_block, to_nats
 
@@ -137,3 +142,35 @@ def test_exactly_once_is_refused_with_the_reason() -> None:
     assert "idempotency" in str(info.value)
     with pytest.raises(unibus.CapabilityError, match="mode=jetstream"):
         unibus.connect("nats://127.0.0.1:4222", mode="core", requirements={"replay": True})
+
+
+class _SwallowingMsg:
+    """A JetStream message whose in-progress ack swallows a cancellation, as nats-py's
+    publish does when its flush is cancelled (``except asyncio.CancelledError: pass``)."""
+
+    def __init__(self) -> None:
+        self.called = asyncio.Event()
+        self.swallowing = True
+
+    async def in_progress(self) -> None:
+        self.called.set()
+        while self.swallowing:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.get_running_loop().create_future()
+
+
+async def test_close_ends_a_heartbeat_whose_cancellation_was_swallowed() -> None:
+    options = NATSOptions(ack_wait=0.3)
+    consumer = JetStreamConsumer(
+        ["t"], "g", capabilities=declare(options), prefetch=10, max_attempts=None,
+        nc=None, js=None, topology=None, writer=None, options=options)  # type: ignore[arg-type]
+    msg = _SwallowingMsg()
+    consumer._outstanding.add(NATSDelivery(consumer, unibus.Message(b"x"), "t", 1, None, msg))
+    consumer._spawn(consumer._heartbeat())
+    await asyncio.wait_for(msg.called.wait(), 10)
+    msg.swallowing = False  # this in-progress ack ends, swallowing the close's cancellation
+    closing = asyncio.create_task(consumer.close(drain_timeout=0))
+    # Not wait_for, which would cancel close(); a close() left hanging is cancelled with the
+    # test's event loop.
+    finished, _ = await asyncio.wait({closing}, timeout=10)
+    assert finished, "a heartbeat that missed its cancellation held close()"

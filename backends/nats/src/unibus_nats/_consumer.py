@@ -292,8 +292,15 @@ class JetStreamConsumer(BaseConsumer):
         self._push(delivery)
 
     async def _heartbeat(self) -> None:
+        """Every unsettled delivery's ack_wait is reset, while the consumer is open.
+
+        It ends when the consumer has closed, not only when cancelled: nats-py's publish
+        (in_progress) can swallow a cancellation (its flush catches CancelledError, and on
+        Python 3.11 ``asyncio.wait_for`` drops one that arrives as the wait completes), and a
+        heartbeat that carried on would hold ``close()`` forever. It still runs while
+        ``close()`` drains, so the deliveries being finished stay invisible."""
         period = min([self.options.ack_wait, *self.options.backoff]) / 3
-        while True:
+        while not self._closed:
             await asyncio.sleep(max(period, 0.05))  # periodic work, not synchronisation
             for delivery in list(self._outstanding):
                 if not delivery.settled:
