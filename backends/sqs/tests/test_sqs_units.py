@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import time
+import types
 
 import pytest
 from unibus_sqs import SQSBackend
+from unibus_sqs._capabilities import declare
 from unibus_sqs._codec import (
     MAX_ATTRIBUTES,
     PACKED,
@@ -15,6 +20,7 @@ from unibus_sqs._codec import (
     fifo_id,
     wire_size,
 )
+from unibus_sqs._consumer import Source, SQSConsumer, SQSDelivery
 from unibus_sqs._names import Names
 from unibus_sqs._options import SQSOptions
 from unibus_sqs._producer import build_entry
@@ -248,3 +254,39 @@ def test_queue_names_follow_sqs_rules() -> None:
         fifo.topic_queue("orders.fifo")
     with pytest.raises(unibus.ConfigError, match="letters"):
         Names("", fifo=False).topic_queue("orders/placed")
+
+
+class _SwallowingSQS:
+    """An SQS client whose ChangeMessageVisibilityBatch swallows a cancellation, as the AWS
+    client can (Python 3.11's asyncio.wait_for in its retry token bucket)."""
+
+    def __init__(self) -> None:
+        self.called = asyncio.Event()
+        self.swallowing = True
+
+    async def change_message_visibility_batch(self, **_: object) -> dict[str, object]:
+        self.called.set()
+        while self.swallowing:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.get_running_loop().create_future()
+        return {}
+
+
+async def test_close_ends_a_visibility_keeper_whose_cancellation_was_swallowed() -> None:
+    o = options("sqs://us-east-1", visibility_timeout=2)
+    sqs = _SwallowingSQS()
+    topology = types.SimpleNamespace(options=o, clients=types.SimpleNamespace(sqs=sqs))
+    source = Source("t", "g", "q", private=False, url="u")
+    consumer = SQSConsumer(topology, [source], "g", capabilities=declare(o),  # type: ignore[arg-type]
+                           prefetch=10, max_attempts=None)
+    delivery = SQSDelivery(consumer, source, {"ReceiptHandle": "r"}, 1,
+                           time.monotonic() - 60)  # due for an extension
+    consumer._unsettled[delivery.receipt] = delivery
+    consumer._spawn(consumer._keep_invisible())
+    await asyncio.wait_for(sqs.called.wait(), 10)
+    sqs.swallowing = False  # this call ends, swallowing the close's cancellation
+    closing = asyncio.create_task(consumer.close(drain_timeout=0))
+    # Not wait_for, which would cancel close(); a close() left hanging is cancelled with the
+    # test's event loop.
+    finished, _ = await asyncio.wait({closing}, timeout=10)
+    assert finished, "a visibility keeper that missed its cancellation held close()"

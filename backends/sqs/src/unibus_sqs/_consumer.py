@@ -205,10 +205,15 @@ class SQSConsumer(BaseConsumer):
         return delivery
 
     async def _keep_invisible(self) -> None:
-        """Extend the visibility of unsettled messages so a slow handler causes no duplicate."""
+        """Extend the visibility of unsettled messages so a slow handler causes no duplicate.
+
+        It ends when the consumer has closed, not only when cancelled: the AWS client can
+        drop a cancellation (on Python 3.11 ``asyncio.wait_for`` returns the result when one
+        arrives as the wait completes, e.g. in its retry token bucket), and a loop that
+        carried on would hold ``close()`` forever. It still runs while ``close()`` drains."""
         timeout = self.options.visibility_timeout
         period = max(timeout / 3, 0.5)
-        while True:
+        while not self._closed:
             await asyncio.sleep(period)  # heartbeat cadence
             now = time.monotonic()
             due: dict[str, list[SQSDelivery]] = {}
