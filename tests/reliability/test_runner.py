@@ -190,6 +190,21 @@ async def test_circuit_breaker_pauses_consumption_while_open(bus: unibus.Bus) ->
     assert sub.stats.dead_lettered == 0
 
 
+async def test_a_breaker_wait_cancelled_as_it_ends_raises_the_cancellation() -> None:
+    # Python 3.11's asyncio.wait_for returns when the cancellation arrives as the awaited
+    # wait completes; a worker that Subscription.stop() cancelled then carried on, and could
+    # wait for a half-open probe slot forever.
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=30.0)
+    await breaker.record_failure()
+    assert breaker.state is BreakerState.OPEN
+    acquiring = asyncio.create_task(breaker.acquire())
+    await wait_until(lambda: breaker._changed._waiters)  # waiting for the reset timeout
+    await breaker.record_success()  # the wait ends in this turn of the loop ...
+    acquiring.cancel()  # ... and the cancellation arrives in the same one
+    with pytest.raises(asyncio.CancelledError):
+        await acquiring
+
+
 class Order(pydantic.BaseModel):
     id: int
     total: float

@@ -52,8 +52,12 @@ class CircuitBreaker:
                     if remaining <= 0:
                         self._move(BreakerState.HALF_OPEN)
                         continue
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns when a
+                    # cancellation arrives as the wait ends, and a runner's worker that missed
+                    # its cancellation could then wait here for a probe slot forever.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), remaining)
+                        async with asyncio.timeout(remaining):
+                            await self._changed.wait()
                     continue
                 if self._probes < self.half_open_probes:
                     self._probes += 1
