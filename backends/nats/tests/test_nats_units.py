@@ -7,11 +7,13 @@ import contextlib
 
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from unibus_nats import NATSBackend, NATSOptions
 from unibus_nats._capabilities import declare
 from unibus_nats._client import UnibusClient
 from unibus_nats._consumer import JetStreamConsumer, NATSDelivery
 from unibus_nats._names import dlq_stream, dlq_subject, stream_name, subject
+from unibus_nats._publisher import Publisher
 from unibus_nats._wire import from_nats, header_block, to_nats
 
 import unibus
@@ -174,3 +176,33 @@ async def test_close_ends_a_heartbeat_whose_cancellation_was_swallowed() -> None
     # test's event loop.
     finished, _ = await asyncio.wait({closing}, timeout=10)
     assert finished, "a heartbeat that missed its cancellation held close()"
+
+
+class _Wire:
+    """Just enough of a client for a Publisher: what it writes is recorded, not sent."""
+
+    def __init__(self) -> None:
+        self.sent = asyncio.Event()
+
+    def new_inbox(self) -> str:
+        return "_INBOX.test"
+
+    async def subscribe(self, subject: str, cb: object) -> object:
+        return object()
+
+    async def publish_batch(self, subject: str, items: object) -> None:
+        self.sent.set()
+
+
+async def test_a_publish_cancelled_as_its_puback_arrives_raises_the_cancellation() -> None:
+    # Python 3.11's asyncio.wait_for returns when the cancellation arrives as the awaited
+    # future completes: the caller's publishing loop would carry on after being cancelled.
+    wire = _Wire()
+    publisher = Publisher(wire)  # type: ignore[arg-type]
+    publishing = asyncio.create_task(publisher.publish("s", [(b"x", b"")], 30))
+    await asyncio.wait_for(wire.sent.wait(), 10)
+    await publisher._on_reply(Msg(wire, subject=f"{publisher._prefix}0",  # type: ignore[arg-type]
+                                  data=b'{"stream": "S", "seq": 1}'))
+    publishing.cancel()  # in the same turn of the loop as the PubAck
+    with pytest.raises(asyncio.CancelledError):
+        await publishing

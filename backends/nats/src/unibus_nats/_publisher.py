@@ -88,7 +88,10 @@ class Publisher:
                 for (body, headers), token in zip(items, tokens, strict=True)
             ])
             if window.remaining:
-                await asyncio.wait_for(asyncio.shield(window.done), timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns when the
+                # caller's cancellation arrives with the last PubAck, and the caller goes on.
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(window.done)
         except TimeoutError:
             pass
         finally:
