@@ -257,8 +257,8 @@ def test_queue_names_follow_sqs_rules() -> None:
 
 
 class _SwallowingSQS:
-    """An SQS client whose ChangeMessageVisibilityBatch swallows a cancellation, as the AWS
-    client can (Python 3.11's asyncio.wait_for in its retry token bucket)."""
+    """An SQS client whose ChangeMessageVisibilityBatch swallows a cancellation (as a
+    Python 3.11 ``asyncio.wait_for`` below it can)."""
 
     def __init__(self) -> None:
         self.called = asyncio.Event()

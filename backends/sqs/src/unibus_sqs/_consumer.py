@@ -207,10 +207,10 @@ class SQSConsumer(BaseConsumer):
     async def _keep_invisible(self) -> None:
         """Extend the visibility of unsettled messages so a slow handler causes no duplicate.
 
-        It ends when the consumer has closed, not only when cancelled: the AWS client can
-        drop a cancellation (on Python 3.11 ``asyncio.wait_for`` returns the result when one
-        arrives as the wait completes, e.g. in its retry token bucket), and a loop that
-        carried on would hold ``close()`` forever. It still runs while ``close()`` drains."""
+        It ends when the consumer has closed, not only when cancelled: a cancellation lost
+        below it (on Python 3.11 ``asyncio.wait_for`` returns the result when one arrives as
+        the wait completes) would leave it extending forever, holding ``close()``. It still
+        runs while ``close()`` drains."""
         timeout = self.options.visibility_timeout
         period = max(timeout / 3, 0.5)
         while not self._closed:
