@@ -30,6 +30,12 @@ def new_topic(label: str) -> str:
     return topic
 
 
+def group_for(topic: str) -> str:
+    """A group of this test's own: one name shared by two runs on one broker would make their
+    members one group across both topics."""
+    return f"g-{topic}"
+
+
 @pytest.fixture
 async def bus() -> AsyncIterator[unibus.Bus]:
     async with unibus.connect(kafka_support.URL, **FAST_GROUP) as bus:
@@ -53,7 +59,8 @@ async def receive_n(consumer: unibus.Consumer, count: int, *, ack: bool = True,
 
 
 async def test_out_of_order_acks_commit_only_the_contiguous_prefix(bus: unibus.Bus) -> None:
-    topic, group = new_topic("prefix"), "g-prefix"
+    topic = new_topic("prefix")
+    group = group_for(topic)
     first = await bus.consumer(topic, group=group)
     messages = [unibus.Message(body=f"m{i}".encode(), key="same") for i in range(5)]
     await bus.publish_many(topic, messages)
@@ -97,7 +104,8 @@ async def test_publish_many_batches_keep_keys_on_their_partition_and_receipts_ex
 
 
 async def test_attempt_counts_a_consumer_killed_without_settling(bus: unibus.Bus) -> None:
-    topic, group = new_topic("killed"), f"g-killed-{uuid.uuid4().hex[:6]}"
+    topic = new_topic("killed")
+    group = group_for(topic)
     messages = [unibus.Message(body=f"m{i}".encode(), key="k") for i in range(2)]
     await bus.publish_many(topic, messages)
     async with kafka_support.worker("hold", kafka_support.URL, topic, group, "2") as (_proc, line):
@@ -112,7 +120,8 @@ async def test_attempt_counts_a_consumer_killed_without_settling(bus: unibus.Bus
 async def test_nack_goes_through_a_retry_topic_with_the_attempt_in_headers(
     bus: unibus.Bus,
 ) -> None:
-    topic, group = new_topic("retry"), "g-retry"
+    topic = new_topic("retry")
+    group = group_for(topic)
     consumer = await bus.consumer(topic, group=group)
     message = unibus.Message(body=b"again", key="k")
     await bus.publish(topic, message)
@@ -133,7 +142,8 @@ async def test_nack_goes_through_a_retry_topic_with_the_attempt_in_headers(
 
 
 async def test_a_long_nack_delay_does_not_hold_back_a_short_one(bus: unibus.Bus) -> None:
-    topic, group = new_topic("tiers"), "g-tiers"
+    topic = new_topic("tiers")
+    group = group_for(topic)
     consumer = await bus.consumer(topic, group=group)
     slow, quick = unibus.Message(body=b"slow"), unibus.Message(body=b"quick")
     await bus.publish_many(topic, [slow, quick])
@@ -147,7 +157,8 @@ async def test_a_long_nack_delay_does_not_hold_back_a_short_one(bus: unibus.Bus)
 async def test_rebalance_under_load_loses_nothing_and_never_shares_a_message(
     bus: unibus.Bus,
 ) -> None:
-    topic, group = new_topic("rebalance"), "g-rebalance"
+    topic = new_topic("rebalance")
+    group = group_for(topic)
     await bus.provision(topic, partitions=4)
     total = 600
     processed: list[str] = []
@@ -246,7 +257,8 @@ async def test_provision_applies_partitions_retention_and_cleanup_policy(
 
 
 async def test_dlq_purge_deletes_the_records_from_the_log(bus: unibus.Bus) -> None:
-    topic, group = new_topic("purge"), "g-purge"
+    topic = new_topic("purge")
+    group = group_for(topic)
     consumer = await bus.consumer(topic, group=group)
     await bus.publish_many(topic, [unibus.Message(body=f"x{i}".encode()) for i in range(3)])
     for delivery in await receive_n(consumer, 3, ack=False):
@@ -274,7 +286,8 @@ async def test_unreachable_broker_is_a_connection_error() -> None:
 
 
 async def test_a_message_dead_lettered_twice_is_one_dead_letter(bus: unibus.Bus) -> None:
-    topic, group = new_topic("dlqtwice"), "g-dlqtwice"
+    topic = new_topic("dlqtwice")
+    group = group_for(topic)
     consumer = await bus.consumer(topic, group=group)
     message = unibus.Message(body=b"bad")
     await bus.publish(topic, message)
