@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -241,3 +242,48 @@ def _marshalled(channel: int, frame: Any) -> bytes:
     from aiormq.abc import ChannelFrame
 
     return ChannelFrame.marshall(channel_number=channel, frames=[frame]).payload
+
+
+class _StuckChannel:
+    """The parts of an aiormq channel that :class:`Acks` uses, over a full write queue that
+    nothing empties (a connection whose writer died)."""
+
+    number = 3
+
+    def __init__(self) -> None:
+        self.is_closed = False
+        self.write_queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+        self.write_queue.put_nowait(object())
+
+
+async def test_drain_gives_up_acks_for_a_channel_that_closed_with_its_write_queue_full() -> None:
+    from unibus_rabbitmq import _pipeline
+
+    acks = _pipeline.Acks()
+    channel = _StuckChannel()
+    acks.add(channel, 1)  # type: ignore[arg-type]
+    acks.flush()  # the queue is full: the frame waits in a put
+    drain = asyncio.ensure_future(acks.drain(poll=0.01))
+    await asyncio.sleep(0.05)
+    assert not drain.done()  # an open channel's acks are still waited for
+    channel.is_closed = True  # the broker requeues what a closed channel had unacked
+    async with asyncio.timeout(5):
+        await drain
+    assert channel.write_queue.qsize() == 1  # nothing was written for the closed channel
+
+
+async def test_drain_returns_once_a_full_write_queue_takes_the_acks() -> None:
+    from unibus_rabbitmq import _pipeline
+
+    acks = _pipeline.Acks()
+    channel = _StuckChannel()
+    acks.add(channel, 7)  # type: ignore[arg-type]
+    acks.flush()
+    drain = asyncio.ensure_future(acks.drain(poll=0.01))
+    await asyncio.sleep(0.05)
+    assert not drain.done()
+    channel.write_queue.get_nowait()  # the writer takes a frame: the acks' frame goes in
+    async with asyncio.timeout(5):
+        await drain
+    frame = channel.write_queue.get_nowait()
+    assert frame.payload == _marshalled(3, Basic.Ack(delivery_tag=7, multiple=False))

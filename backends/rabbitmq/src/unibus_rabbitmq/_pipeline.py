@@ -38,6 +38,8 @@ __all__ = ["Acks", "Outgoing", "distinct_ids", "publish_window", "supports"]
 #: Frames handed to the writer at a time: the broker starts on a window's first messages
 #: while the rest are being framed.
 CHUNK_BYTES = 256 * 1024
+#: How often :meth:`Acks.drain` looks whether a channel it waits for has closed (seconds).
+_DRAIN_POLL = 0.1
 
 _FRAME = struct.Struct(">BHI")  # type, channel, size
 _HEADER = struct.Struct(">HxxQ")  # class id (basic), weight (0), body size
@@ -248,7 +250,8 @@ class Acks:
     def __init__(self) -> None:
         self._pending: dict[aiormq.Channel, list[int]] = {}
         self._scheduled = False
-        self._puts: set[asyncio.Task[None]] = set()
+        # Puts waiting for room in a full write queue, with the channel each is for.
+        self._puts: dict[asyncio.Task[None], aiormq.Channel] = {}
 
     def add(self, channel: aiormq.Channel, tag: int) -> None:
         if channel.is_closed:
@@ -275,11 +278,23 @@ class Acks:
                 channel.write_queue.put_nowait(frame)
             except asyncio.QueueFull:
                 put = asyncio.get_running_loop().create_task(channel.write_queue.put(frame))
-                self._puts.add(put)
-                put.add_done_callback(self._puts.discard)
+                self._puts[put] = channel
+                put.add_done_callback(self._forget)
 
-    async def drain(self) -> None:
-        """Everything acked so far is queued for the writer."""
+    def _forget(self, put: asyncio.Task[None]) -> None:
+        self._puts.pop(put, None)
+
+    async def drain(self, poll: float = _DRAIN_POLL) -> None:
+        """Everything acked so far is queued for the writer, or its channel closed.
+
+        A write queue stays full when the connection under it died (nothing writes any
+        more); a put for a closed channel is given up, since the broker requeues what that
+        channel had unacked, so a consumer closing over a dead connection does not wait
+        forever here."""
         self.flush()
-        if self._puts:
-            await asyncio.gather(*self._puts, return_exceptions=True)
+        while self._puts:
+            await asyncio.wait(list(self._puts), timeout=poll)
+            for put, channel in list(self._puts.items()):
+                if channel.is_closed:
+                    put.cancel()
+                    self._puts.pop(put, None)
