@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
+from unibus._tasks import cancel_and_wait
 from unibus.capabilities import Capabilities
 from unibus.errors import (
     AlreadySettledError,
@@ -362,10 +363,7 @@ class BaseConsumer:
             self._closed_event.set()
             self._ended = True
             self._wake()
-            for task in list(self._tasks):
-                task.cancel()
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await cancel_and_wait(self._tasks, f"closing the consumer of {', '.join(self.topics)}")
 
     @property
     def closed(self) -> bool:

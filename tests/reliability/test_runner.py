@@ -243,3 +243,31 @@ async def test_subscribe_refuses_bad_arguments(bus: unibus.Bus) -> None:
         await bus.subscribe("t", handler, concurrency=0)
     with pytest.raises(unibus.ConfigError):
         RetryPolicy(max_attempts=0)
+
+
+async def test_stop_does_not_hang_on_a_handler_that_swallows_its_cancellation(
+    bus: unibus.Bus, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unibus import _tasks
+
+    monkeypatch.setattr(_tasks, "STOP_GRACE", 0.2)
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def stubborn(message: unibus.Message) -> None:
+        started.set()
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                pass  # the handler's bug: stop() must still return
+
+    sub = await bus.subscribe("stuck", stubborn, group="g", policy=FAST)
+    await bus.publish("stuck", b"x")
+    await asyncio.wait_for(started.wait(), 15)
+    with caplog.at_level(logging.WARNING, logger="unibus"):
+        async with asyncio.timeout(30):
+            await sub.stop(drain_timeout=0.1)
+    assert "still running" in caplog.text and "after being cancelled" in caplog.text
+    release.set()  # let the handler end, so the test leaves nothing behind
+    await asyncio.sleep(0.05)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from unibus import deadletter
+from unibus._tasks import cancel_and_wait
 from unibus.errors import ClosedError, OperationTimeoutError, UnibusError
 from unibus.message import Message
 from unibus.protocols import Consumer, Delivery
@@ -100,9 +101,7 @@ class Subscription:
         """Stop taking messages, let running handlers finish, close the consumer."""
         self._stopping = True
         await self.consumer.close(drain_timeout=drain_timeout)
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        await cancel_and_wait(self._workers, "stopping the subscription's handlers")
         self._workers = []
 
     async def __aenter__(self) -> Subscription:
