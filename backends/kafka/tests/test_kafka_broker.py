@@ -280,6 +280,31 @@ async def test_unknown_topic_without_auto_create_is_refused_to_consumers() -> No
             await bus.consumer(topic)
 
 
+async def test_a_replay_reaches_a_group_whose_retry_tiers_differ_from_the_replaying_bus(
+) -> None:
+    topic = new_topic("dlqtiers")
+    group = group_for(topic)
+    async with unibus.connect(kafka_support.URL, retry_tiers="2,20", **FAST_GROUP) as app:
+        consumer = await app.consumer(topic, group=group)
+        message = unibus.Message(body=b"bad", headers={"order": "7"})
+        await app.publish(topic, message)
+        [first] = await receive_n(consumer, 1, ack=False)
+        await first.dead_letter("broken")
+        # An operator's bus with the default tiers (1, 10, 60) replays it.
+        async with unibus.connect(kafka_support.URL, **FAST_GROUP) as ops:
+            dlq = ops.dead_letter_queue(topic, group)
+            [letter] = await dlq.list()
+            assert letter.message.headers["order"] == "7"
+            assert not any(name.startswith("unibus-dlq-retry") for name in letter.message.headers)
+            assert await dlq.replay() == 1
+        # It went to the retry topic this group reads (2 s), not to one of 1 s nobody reads.
+        assert len(await kafka_support.read_topic(retry_topic(topic, group, 2.0))) == 1
+        [replayed] = await receive_n(consumer, 1)
+        assert (replayed.message.id, replayed.attempt) == (message.id, 1)
+        assert replayed.message.headers["order"] == "7"
+        await consumer.close()
+
+
 async def test_unreachable_broker_is_a_connection_error() -> None:
     with pytest.raises(unibus.ConnectionFailedError, match=r"127\.0\.0\.1:1\b"):
         await unibus.connect("kafka://127.0.0.1:1", connect_timeout=5)

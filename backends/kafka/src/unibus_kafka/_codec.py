@@ -12,6 +12,7 @@ __all__ = [
     "RETRY_DUE",
     "RETRY_OFFSET",
     "RETRY_PARTITION",
+    "RETRY_TIER",
     "RETRY_TOPIC",
     "decode",
     "encode_headers",
@@ -26,6 +27,10 @@ RETRY_TOPIC = "unibus-retry-topic"
 RETRY_PARTITION = "unibus-retry-partition"
 RETRY_OFFSET = "unibus-retry-offset"
 _INTERNAL = frozenset({ATTEMPT, RETRY_DUE, RETRY_TOPIC, RETRY_PARTITION, RETRY_OFFSET})
+#: Header of a dead letter written by a group's consumer: the smallest of that consumer's
+#: ``retry_tiers`` (seconds), i.e. which retry topic the group reads first. A replay goes
+#: there, whatever tiers the replaying bus has (see docs/design/kafka-dlq.md).
+RETRY_TIER = "unibus-dlq-retry-tier"
 
 
 def encode_headers(headers: dict[str, str]) -> list[tuple[str, bytes]]:

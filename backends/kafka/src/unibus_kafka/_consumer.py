@@ -31,6 +31,7 @@ from unibus_kafka._codec import (
     RETRY_DUE,
     RETRY_OFFSET,
     RETRY_PARTITION,
+    RETRY_TIER,
     RETRY_TOPIC,
     decode,
     record_headers,
@@ -587,7 +588,10 @@ class KafkaConsumer(BaseConsumer):
         ))
         target = dlq_topic(delivery.topic)
         await self._backend.topology.require([target], partitions=1)
-        await self._send(delivery, target, message, message.wire_headers(), "dead_letter")
+        headers = message.wire_headers()
+        if self.group is not None:  # where this group reads a replay from
+            headers[RETRY_TIER] = f"{self._tiers[0]:g}"
+        await self._send(delivery, target, message, headers, "dead_letter")
         log.error("dlq_send topic=%s dlq=%s id=%s reason=%s", delivery.topic, target,
                   message.id, reason)
         self._settled(delivery)

@@ -25,7 +25,7 @@ from unibus.deadletter import DeadLetter
 from unibus.errors import OperationTimeoutError
 from unibus.message import Message
 from unibus_kafka import _errors
-from unibus_kafka._codec import decode, record_headers, retry_headers
+from unibus_kafka._codec import RETRY_TIER, decode, record_headers, retry_headers
 from unibus_kafka._topology import dlq_topic, retry_topic
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class _Entry:
     tp: Any
     offset: int
     letter: DeadLetter
+    tier: float | None = None  # the dead-lettering group's first retry tier, if recorded
 
 
 class KafkaDeadLetterQueue:
@@ -68,23 +69,27 @@ class KafkaDeadLetterQueue:
         for entry in entries:
             if rate and replayed:
                 await asyncio.sleep(1 / rate)  # rate limit of the replay
-            await self._send_back(entry.letter)
+            await self._send_back(entry)
             await self._remove([entry])
             replayed += 1
         await self._trim()
         return replayed
 
-    async def _send_back(self, letter: DeadLetter) -> None:
+    async def _send_back(self, entry: _Entry) -> None:
         """A group's dead letter goes to the group's first retry tier, due at once and
         starting again at attempt 1: only that group's consumers read it (the topic's other
-        groups processed the message already). An ungrouped one goes back to its topic."""
+        groups processed the message already). The tier is the one the dead-lettering
+        consumer recorded (its ``retry_tiers`` may differ from this bus's); a letter without
+        it (written by an older unibus) takes this bus's first tier. An ungrouped one goes
+        back to its topic."""
         producer = self._backend.internal_producer()
+        letter = entry.letter
         message = letter.replayable()
         if letter.group is None:
             await producer.publish(letter.original_topic, message)
             return
-        target = retry_topic(letter.original_topic, letter.group,
-                             min(self._backend.options.retry_tiers))
+        tier = entry.tier if entry.tier is not None else min(self._backend.options.retry_tiers)
+        target = retry_topic(letter.original_topic, letter.group, tier)
         await self._backend.topology.require([target])
         headers = retry_headers(message, topic=letter.original_topic, attempt=1, due_ms=0)
         future = await producer.send(target, message, headers=headers)
@@ -128,8 +133,9 @@ class KafkaDeadLetterQueue:
                 for gone in live.pop(headers[REMOVED], []):
                     gone.offset = -1
                 continue
+            tier = _tier(headers.pop(RETRY_TIER, None))
             letter = DeadLetter.from_message(decode(record, headers), default_topic=self.topic)
-            entry = _Entry(tp, record.offset, letter)
+            entry = _Entry(tp, record.offset, letter, tier)
             # At least once: a message dead-lettered again (its original redelivered before
             # the commit) is one dead letter; the latest copy stands for it.
             for older in live.get(letter.message.id, []):
@@ -197,3 +203,14 @@ class KafkaDeadLetterQueue:
         if cut:
             with _errors.topology(f"delete removed dead letters of {self.name!r}"):
                 await self._backend.topology.admin.delete_records(cut)
+
+
+def _tier(value: str | None) -> float | None:
+    """A recorded retry tier, or None when absent or not a positive number of seconds."""
+    if value is None:
+        return None
+    try:
+        tier = float(value)
+    except ValueError:
+        return None
+    return tier if 0 < tier < float("inf") else None
