@@ -23,6 +23,7 @@ from bench.impls.unibus_impl import UnibusImpl
 ENDPOINT = "http://127.0.0.1:9324"
 URL = f"sqs://us-east-1?endpoint_url={ENDPOINT}"
 SENDERS = 16  # SendMessageBatch calls in flight
+WINDOW = 1000  # messages per publish window, the same as unibus's publish_many batch
 RECEIVERS = 4  # ReceiveMessage calls in flight, unibus's receive_concurrency
 
 
@@ -68,15 +69,19 @@ class RawAioboto3(Impl):
             f"attr_{n}": {"DataType": "String", "StringValue": str(uuid.uuid4())}
             for n in range(self.attributes)}} if self.attributes else {}
 
-        async def send(first: int) -> None:
+        async def send(first: int, end: int) -> None:
             async with gate:
                 entries = [{"Id": str(n), "MessageBody": body, **extra}
-                           for n in range(min(10, count - first))]
+                           for n in range(min(10, end - first))]
                 reply = await self.sqs.send_message_batch(QueueUrl=url, Entries=entries)
                 if reply.get("Failed"):
                     raise RuntimeError(f"send failed: {reply['Failed'][:1]}")
 
-        await asyncio.gather(*(send(i) for i in range(0, count, 10)))
+        # Windows of WINDOW messages, as every implementation publishes (unibus's bench loop
+        # awaits one publish_many of 1,000 at a time); 16 SendMessageBatch calls in flight.
+        for start in range(0, count, WINDOW):
+            end = min(start + WINDOW, count)
+            await asyncio.gather(*(send(i, end) for i in range(start, end, 10)))
 
     async def receive(self, url: str, enough: Any, each: Any = None) -> None:
         while not enough():
