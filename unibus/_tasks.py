@@ -24,11 +24,11 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], what: str,
     ``asyncio.wait_for`` that drops one, as Python 3.11's can) would otherwise hold whoever
     stops it forever; it is left running, and a warning names it.
     """
-    tasks = [task for task in tasks if not task.done()]
-    for task in tasks:
-        task.cancel()
+    tasks = list(tasks)  # the finished ones too: their exceptions are retrieved below
     if not tasks:
         return
+    for task in tasks:
+        task.cancel()
     grace = STOP_GRACE if grace is None else grace
     ended, running = await asyncio.wait(tasks, timeout=grace)
     for task in ended:  # their outcome was theirs to report; retrieved, so asyncio stays quiet
