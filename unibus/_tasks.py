@@ -35,6 +35,6 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], what: str,
         if not task.cancelled():
             task.exception()
     if running:
-        log.warning("%s: %d task(s) still running %.0f s after being cancelled, left "
+        log.warning("%s: %d task(s) still running %g s after being cancelled, left "
                     "running: %s", what, len(running), grace,
                     ", ".join(sorted(task.get_name() for task in running)))
