@@ -341,3 +341,18 @@ async def test_a_nack_among_acks_comes_back_alone(url: str) -> None:
         with pytest.raises(unibus.OperationTimeoutError):
             await consumer.receive(timeout=0.3)
         await consumer.close()
+
+
+async def test_a_database_of_a_newer_schema_is_refused_untouched(url: str) -> None:
+    async with unibus.connect(url) as bus:
+        await bus.publish("orders", unibus.Message(body=b"kept"))
+    path = url.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # as a later unibus would leave it
+        conn.execute("UPDATE meta SET value = '99' WHERE name = 'schema'")
+        conn.commit()
+    with pytest.raises(unibus.ConnectionFailedError, match="newer unibus"):
+        async with unibus.connect(url) as bus:
+            await bus.publish("orders", unibus.Message(body=b"refused"))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == ("99",)
+        assert conn.execute("SELECT body FROM messages").fetchall() == [(b"kept",)]

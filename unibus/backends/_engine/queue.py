@@ -5,6 +5,13 @@ unsettled messages are leases; a lease is handed to one member at a time, and a 
 is handed out only when every earlier unsettled message with its key is in flight at the
 same consumer, so keys stay in order and a delayed retry blocks only its own key. Plain
 functions run on the store's thread.
+
+Runs: the keyless messages a fetch takes straight from the log are usually consecutive
+offsets, and each becomes a lease only to be deleted by its ack a moment later. They are
+written as one row per stretch of consecutive offsets instead (``runs``: lo..hi in flight at
+one owner under one token, first delivery), which acks shrink from either end or cut in two.
+Whatever needs one offset on its own (a nack, a dead letter, a release) cuts it out of its
+run first; a run whose lease lapsed, or whose owner closed, is spilled into ordinary leases.
 """
 
 from __future__ import annotations
@@ -56,12 +63,25 @@ SELECT EXISTS (SELECT 1 FROM groups AS g JOIN topics AS t ON t.topic = g.topic
     OR EXISTS (SELECT 1 FROM leases WHERE topic = ?1 AND grp = ?2 AND owner IS NULL
                AND visible_at <= ?3)
     OR EXISTS (SELECT 1 FROM leases WHERE topic = ?1 AND grp = ?2 AND lease_until < ?3)
+    OR EXISTS (SELECT 1 FROM runs WHERE topic = ?1 AND grp = ?2 AND lease_until < ?3)
 """
 
 
 # The leases in flight at one consumer (?4) of a group (?2, ?3), found through the index of
 # the group's leases in flight: no index by owner to write for every lease.
 _OWNED = "topic = ?2 AND grp = ?3 AND lease_until IS NOT NULL AND owner = ?4"
+
+_ADD_RUN = ("INSERT INTO runs (topic, grp, lo, hi, owner, lease_until, token) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)")
+
+# A run's offsets as leases, in flight as they were (owner NULL: waiting, visible at ?3).
+# Every offset of a run is in the log: pruning stops below the lowest one.
+_SPILL = """
+INSERT OR IGNORE INTO leases (topic, grp, seq, key, attempt, visible_at, owner, lease_until,
+                              token)
+SELECT ?1, ?2, seq, NULL, 1, ?3, ?4, ?5, ?6 FROM messages
+WHERE topic = ?1 AND seq BETWEEN ?7 AND ?8
+"""
 
 
 def _resolve(conn: sqlite3.Connection, topic: str, to: Target) -> int | None:
@@ -105,6 +125,7 @@ def leave(conn: sqlite3.Connection, topics: Sequence[str], grp: str) -> None:
     with transaction(conn):
         for topic in topics:
             conn.execute("DELETE FROM leases WHERE topic = ? AND grp = ?", (topic, grp))
+            conn.execute("DELETE FROM runs WHERE topic = ? AND grp = ?", (topic, grp))
             conn.execute("DELETE FROM groups WHERE topic = ? AND grp = ?", (topic, grp))
 
 
@@ -126,6 +147,7 @@ def fetch(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: str,
         for topic in busy:
             if len(out) >= limit:
                 break
+            _expire_runs(conn, topic, grp, now)
             taken = _lease(conn, topic, grp, owner, lease_until, token,
                            _choose(conn, topic, grp, owner, limit - len(out), now))
             waiting = _take_from_log(conn, topic, grp, owner, lease_until, token, now,
@@ -141,6 +163,70 @@ def fetch(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: str,
 
 def _offset(taken: Taken) -> int:
     return taken[1]
+
+
+def _expire_runs(conn: sqlite3.Connection, topic: str, grp: str, now: float) -> None:
+    """Runs whose lease lapsed become expired leases, which :func:`_choose` hands out again
+    (their token kept: the old owner may still settle them until someone else takes them)."""
+    for lo, hi, owner, lease_until, token in conn.execute(
+        "SELECT lo, hi, owner, lease_until, token FROM runs "
+        "WHERE topic = ? AND grp = ? AND lease_until < ?", (topic, grp, now),
+    ).fetchall():
+        _spill(conn, topic, grp, lo, hi, now, owner, lease_until, token)
+
+
+def _spill(conn: sqlite3.Connection, topic: str, grp: str, lo: int, hi: int, now: float,
+           owner: str | None, lease_until: float | None, token: int | None) -> None:
+    conn.execute("DELETE FROM runs WHERE topic = ? AND grp = ? AND lo = ?", (topic, grp, lo))
+    conn.execute(_SPILL, (topic, grp, now, owner, lease_until, token, lo, hi))
+
+
+def _add_runs(conn: sqlite3.Connection, topic: str, grp: str, owner: str,
+              lease_until: float, token: int, seqs: list[int]) -> None:
+    """Lease ``seqs`` (ascending) to ``owner``: one run per stretch of consecutive offsets."""
+    rows: list[tuple[object, ...]] = []
+    lo = hi = seqs[0]
+    for seq in seqs[1:]:
+        if seq != hi + 1:
+            rows.append((topic, grp, lo, hi, owner, lease_until, token))
+            lo = seq
+        hi = seq
+    rows.append((topic, grp, lo, hi, owner, lease_until, token))
+    conn.executemany(_ADD_RUN, rows)
+
+
+def _cut(conn: sqlite3.Connection, topic: str, grp: str, token: int, lo: int,
+         hi: int) -> list[tuple[int, int]]:
+    """Take the offsets lo..hi out of the runs that hold them under ``token``; returns the
+    stretches taken (what the runs held of lo..hi)."""
+    taken: list[tuple[int, int]] = []
+    for run_lo, run_hi, owner, lease_until in conn.execute(
+        "SELECT lo, hi, owner, lease_until FROM runs "
+        "WHERE topic = ? AND grp = ? AND lo <= ? AND hi >= ? AND token = ?",
+        (topic, grp, hi, lo, token),
+    ).fetchall():
+        conn.execute("DELETE FROM runs WHERE topic = ? AND grp = ? AND lo = ?",
+                     (topic, grp, run_lo))
+        if run_lo < lo:
+            conn.execute(_ADD_RUN, (topic, grp, run_lo, lo - 1, owner, lease_until, token))
+        if run_hi > hi:
+            conn.execute(_ADD_RUN, (topic, grp, hi + 1, run_hi, owner, lease_until, token))
+        taken.append((max(run_lo, lo), min(run_hi, hi)))
+    return taken
+
+
+def _stretches(leases: Sequence[tuple[str, int, int]]) -> list[tuple[str, int, int, int]]:
+    """``leases`` (topic, offset, token) as (topic, token, first, last) stretches of
+    consecutive offsets."""
+    runs: list[tuple[str, int, int, int]] = []
+    for topic, seq, token in sorted(leases):
+        if runs:
+            t, k, first, last = runs[-1]
+            if seq == last + 1 and token == k and topic == t:
+                runs[-1] = (t, k, first, seq)
+                continue
+        runs.append((topic, token, seq, seq))
+    return runs
 
 
 def _lease(conn: sqlite3.Connection, topic: str, grp: str, owner: str, lease_until: float,
@@ -198,8 +284,10 @@ def _take_from_log(conn: sqlite3.Connection, topic: str, grp: str, owner: str,
                        (topic, grp)).fetchone()
     if row is None or room <= 0:
         return 0
-    held = conn.execute("SELECT count(*) FROM leases WHERE topic = ? AND grp = ?",
-                        (topic, grp)).fetchone()[0]
+    held = conn.execute(
+        "SELECT (SELECT count(*) FROM leases WHERE topic = ?1 AND grp = ?2) + "
+        "(SELECT coalesce(sum(hi - lo + 1), 0) FROM runs WHERE topic = ?1 AND grp = ?2)",
+        (topic, grp)).fetchone()[0]
     take = min(_BACKLOG - held, max(room, 100))
     if take <= 0:
         return 0
@@ -220,16 +308,8 @@ def _take_from_log(conn: sqlite3.Connection, topic: str, grp: str, owner: str,
         else:
             waiting.append((topic, grp, seq, key, deliver_at or 0))
     if leased:
-        # The same choice as the loop above, made by SQLite between the first and the last
-        # offset it leased: no parameters to bind per message.
-        conn.execute(
-            "INSERT OR IGNORE INTO leases (topic, grp, seq, key, attempt, visible_at, owner, "
-            "lease_until, token) SELECT topic, ?1, seq, NULL, 1, ?2, ?3, ?4, ?5 FROM messages "
-            "WHERE topic = ?6 AND seq BETWEEN ?7 AND ?8 AND key IS NULL "
-            "AND (deliver_at IS NULL OR deliver_at <= ?2) "
-            "AND (only_grp IS NULL OR only_grp = ?1)",
-            (grp, now, owner, lease_until, token, topic, out[-leased][1], out[-1][1]),
-        )
+        _add_runs(conn, topic, grp, owner, lease_until, token,
+                  [taken[1] for taken in out[-leased:]])
     if waiting:
         conn.executemany(
             "INSERT OR IGNORE INTO leases (topic, grp, seq, key, attempt, visible_at) "
@@ -245,30 +325,32 @@ def ack(conn: sqlite3.Connection, grp: str, leases: Sequence[tuple[str, int, int
 
     Consecutive offsets of one topic and token go in one range delete: a range that holds
     every offset from its first to its last can match no lease but those."""
-    runs: list[tuple[str, int, int, int]] = []  # topic, token, first, last
-    for topic, seq, token in sorted(leases):
-        if runs:
-            t, k, first, last = runs[-1]
-            if seq == last + 1 and token == k and topic == t:
-                runs[-1] = (t, k, first, seq)
-                continue
-        runs.append((topic, token, seq, seq))
+    stretches = _stretches(leases)
     with transaction(conn):
         conn.executemany(
             "DELETE FROM leases WHERE topic = ? AND grp = ? AND seq BETWEEN ? AND ? "
             "AND token = ?", [(topic, grp, first, last, token)
-                              for topic, token, first, last in runs],
+                              for topic, token, first, last in stretches],
         )
+        for topic, token, first, last in stretches:
+            _cut(conn, topic, grp, token, first, last)
 
 
 def nack(conn: sqlite3.Connection, topic: str, grp: str, seq: int, token: int,
          visible_at: float) -> bool:
-    cursor = conn.execute(
-        "UPDATE leases SET owner = NULL, lease_until = NULL, token = NULL, visible_at = ? "
-        "WHERE topic = ? AND grp = ? AND seq = ? AND token = ?",
-        (visible_at, topic, grp, seq, token),
-    )
-    return cursor.rowcount > 0
+    with transaction(conn):
+        cursor = conn.execute(
+            "UPDATE leases SET owner = NULL, lease_until = NULL, token = NULL, visible_at = ? "
+            "WHERE topic = ? AND grp = ? AND seq = ? AND token = ?",
+            (visible_at, topic, grp, seq, token),
+        )
+        if cursor.rowcount > 0:
+            return True
+        if not _cut(conn, topic, grp, token, seq, seq):
+            return False
+        conn.execute("INSERT OR IGNORE INTO leases (topic, grp, seq, key, attempt, visible_at) "
+                     "VALUES (?, ?, ?, NULL, 1, ?)", (topic, grp, seq, visible_at))
+        return True
 
 
 def dead_letter(conn: sqlite3.Connection, topic: str, grp: str, seq: int, token: int,
@@ -280,7 +362,7 @@ def dead_letter(conn: sqlite3.Connection, topic: str, grp: str, seq: int, token:
             "DELETE FROM leases WHERE topic = ? AND grp = ? AND seq = ? AND token = ?",
             (topic, grp, seq, token),
         )
-        if cursor.rowcount == 0:
+        if cursor.rowcount == 0 and not _cut(conn, topic, grp, token, seq, seq):
             return False
         conn.execute(
             "INSERT INTO dead_letters (topic, grp, id, key, headers, body, dead_lettered_at) "
@@ -299,6 +381,12 @@ def release(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: st
                 "UPDATE leases SET owner = NULL, lease_until = NULL, token = NULL, "
                 f"visible_at = ?1 WHERE {_OWNED}", [(now, t, grp, owner) for t in topics],
             )
+            for topic in topics:
+                for lo, hi in conn.execute(
+                    "SELECT lo, hi FROM runs WHERE topic = ? AND grp = ? AND owner = ?",
+                    (topic, grp, owner),
+                ).fetchall():
+                    _spill(conn, topic, grp, lo, hi, now, None, None, None)
         return
     with transaction(conn):
         conn.executemany(
@@ -306,6 +394,9 @@ def release(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: st
             "WHERE topic = ? AND grp = ? AND seq = ? AND token = ?",
             [(now, topic, grp, seq, token) for topic, seq, token in leases],
         )
+        for topic, token, first, last in _stretches(leases):
+            for lo, hi in _cut(conn, topic, grp, token, first, last):
+                conn.execute(_SPILL, (topic, grp, now, None, None, None, lo, hi))
 
 
 def heartbeat(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: str,
@@ -314,6 +405,8 @@ def heartbeat(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: 
     with transaction(conn):
         conn.executemany(f"UPDATE leases SET lease_until = ?1 WHERE {_OWNED}",
                          [(lease_until, topic, grp, owner) for topic in topics])
+        conn.executemany("UPDATE runs SET lease_until = ? WHERE topic = ? AND grp = ? "
+                         "AND owner = ?", [(lease_until, topic, grp, owner) for topic in topics])
         conn.executemany("UPDATE groups SET seen_at = ? WHERE topic = ? AND grp = ?",
                          [(now, topic, grp) for topic in topics])
 
@@ -330,3 +423,7 @@ def seek(conn: sqlite3.Connection, topics: Sequence[str], grp: str, to: Target) 
                          (seq, topic, grp))
             conn.execute("DELETE FROM leases WHERE topic = ? AND grp = ? AND seq >= ?",
                          (topic, grp, seq))
+            conn.execute("DELETE FROM runs WHERE topic = ? AND grp = ? AND lo >= ?",
+                         (topic, grp, seq))
+            conn.execute("UPDATE runs SET hi = ? WHERE topic = ? AND grp = ? AND hi >= ?",
+                         (seq - 1, topic, grp, seq))

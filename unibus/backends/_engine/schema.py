@@ -6,12 +6,14 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "prepare", "transaction"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # seq: a message's offset in its topic's log, from 0. A lease is a message a group has taken
 # from its log but not settled: waiting (owner NULL, visible from visible_at) or in flight
 # (owner set, until lease_until). attempt counts the deliveries so far. only_grp marks a
-# dead letter replayed to the one group that dead-lettered it.
+# dead letter replayed to the one group that dead-lettered it. A run is many leases in one
+# row: the offsets lo..hi, each of them keyless, first delivered, and in flight at one owner
+# under one token (schema 2; see queue.py).
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY, value TEXT NOT NULL
@@ -61,6 +63,16 @@ CREATE INDEX IF NOT EXISTS leases_waiting ON leases (topic, grp, visible_at)
     WHERE owner IS NULL;
 CREATE INDEX IF NOT EXISTS leases_leased ON leases (topic, grp, lease_until)
     WHERE lease_until IS NOT NULL;
+CREATE TABLE IF NOT EXISTS runs (
+    topic TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    lo INTEGER NOT NULL,
+    hi INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    lease_until REAL NOT NULL,
+    token INTEGER NOT NULL,
+    PRIMARY KEY (topic, grp, lo)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dead_letters (
     n INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL,
@@ -125,6 +137,12 @@ def prepare(conn: sqlite3.Connection, *, durable: bool, busy_timeout: float,
             raise sqlite3.DatabaseError(
                 f"the database was written by a newer unibus (schema {row[0]}); upgrade unibus"
             )
+        elif int(row[0]) < SCHEMA_VERSION:
+            # Schema 1 files gain the runs table above. From now on an older unibus refuses
+            # the file: it would not see the messages in flight in runs, and a consumer of
+            # it would never deliver them again if this process died holding them.
+            conn.execute("UPDATE meta SET value = ? WHERE name = 'schema'",
+                         (str(SCHEMA_VERSION),))
 
 
 def _create(conn: sqlite3.Connection, script: str) -> None:
