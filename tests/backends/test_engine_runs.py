@@ -44,7 +44,7 @@ def fetch(conn: sqlite3.Connection, owner: str = "a", limit: int = 100,
 
 
 def runs(conn: sqlite3.Connection) -> list[tuple[int, int]]:
-    return conn.execute("SELECT lo, hi FROM runs ORDER BY lo").fetchall()
+    return conn.execute("SELECT lo, hi FROM lease_runs ORDER BY lo").fetchall()
 
 
 def leases(conn: sqlite3.Connection) -> list[int]:
@@ -204,7 +204,7 @@ def test_pruning_keeps_what_a_run_holds(conn: sqlite3.Connection) -> None:
 
 
 def test_a_schema_1_database_is_upgraded(conn: sqlite3.Connection) -> None:
-    conn.execute("DROP TABLE runs")
+    conn.execute("DROP TABLE lease_runs")
     conn.execute("UPDATE meta SET value = '1' WHERE name = 'schema'")
     prepare(conn, durable=False, busy_timeout=1.0, synchronous="normal")
     assert conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == (

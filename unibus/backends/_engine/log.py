@@ -198,7 +198,7 @@ def topic_max_attempts(conn: sqlite3.Connection, topic: str) -> int | None:
 
 def delete_topic(conn: sqlite3.Connection, topic: str) -> None:
     with transaction(conn):
-        for table in ("messages", "groups", "leases", "runs", "dead_letters", "dedup",
+        for table in ("messages", "groups", "leases", "lease_runs", "dead_letters", "dedup",
                       "topics"):
             conn.execute(f"DELETE FROM {table} WHERE topic = ?", (topic,))
 
@@ -216,7 +216,7 @@ def prune(conn: sqlite3.Connection, now: float, dedup_window: float,
         ).fetchall()
         for topic, grp in stale:
             conn.execute("DELETE FROM leases WHERE topic = ? AND grp = ?", (topic, grp))
-            conn.execute("DELETE FROM runs WHERE topic = ? AND grp = ?", (topic, grp))
+            conn.execute("DELETE FROM lease_runs WHERE topic = ? AND grp = ?", (topic, grp))
             conn.execute("DELETE FROM groups WHERE topic = ? AND grp = ?", (topic, grp))
         for topic, retention in conn.execute(
             "SELECT topic, retention FROM topics WHERE retention IS NOT NULL"
@@ -224,7 +224,7 @@ def prune(conn: sqlite3.Connection, now: float, dedup_window: float,
             floor = conn.execute(
                 "SELECT min(s) FROM (SELECT min(next_seq) AS s FROM groups WHERE topic = ?1 "
                 "UNION ALL SELECT min(seq) FROM leases WHERE topic = ?1 "
-                "UNION ALL SELECT min(lo) FROM runs WHERE topic = ?1)", (topic,),
+                "UNION ALL SELECT min(lo) FROM lease_runs WHERE topic = ?1)", (topic,),
             ).fetchone()[0]
             cursor = conn.execute(
                 "DELETE FROM messages WHERE topic = ? AND published_at < ? AND seq < ?",

@@ -8,8 +8,9 @@ functions run on the store's thread.
 
 Runs: the keyless messages a fetch takes straight from the log are usually consecutive
 offsets, and each becomes a lease only to be deleted by its ack a moment later. They are
-written as one row per stretch of consecutive offsets instead (``runs``: lo..hi in flight at
-one owner under one token, first delivery), which acks shrink from either end or cut in two.
+written as one row per stretch of consecutive offsets instead (``lease_runs``: lo..hi in
+flight at one owner under one token, first delivery), which acks shrink from either end or
+cut in two.
 Whatever needs one offset on its own (a nack, a dead letter, a release) cuts it out of its
 run first; a run whose lease lapsed, or whose owner closed, is spilled into ordinary leases.
 """
@@ -63,7 +64,7 @@ SELECT EXISTS (SELECT 1 FROM groups AS g JOIN topics AS t ON t.topic = g.topic
     OR EXISTS (SELECT 1 FROM leases WHERE topic = ?1 AND grp = ?2 AND owner IS NULL
                AND visible_at <= ?3)
     OR EXISTS (SELECT 1 FROM leases WHERE topic = ?1 AND grp = ?2 AND lease_until < ?3)
-    OR EXISTS (SELECT 1 FROM runs WHERE topic = ?1 AND grp = ?2 AND lease_until < ?3)
+    OR EXISTS (SELECT 1 FROM lease_runs WHERE topic = ?1 AND grp = ?2 AND lease_until < ?3)
 """
 
 
@@ -71,7 +72,7 @@ SELECT EXISTS (SELECT 1 FROM groups AS g JOIN topics AS t ON t.topic = g.topic
 # the group's leases in flight: no index by owner to write for every lease.
 _OWNED = "topic = ?2 AND grp = ?3 AND lease_until IS NOT NULL AND owner = ?4"
 
-_ADD_RUN = ("INSERT INTO runs (topic, grp, lo, hi, owner, lease_until, token) "
+_ADD_RUN = ("INSERT INTO lease_runs (topic, grp, lo, hi, owner, lease_until, token) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 # A run's offsets as leases, in flight as they were (owner NULL: waiting, visible at ?3).
@@ -125,7 +126,7 @@ def leave(conn: sqlite3.Connection, topics: Sequence[str], grp: str) -> None:
     with transaction(conn):
         for topic in topics:
             conn.execute("DELETE FROM leases WHERE topic = ? AND grp = ?", (topic, grp))
-            conn.execute("DELETE FROM runs WHERE topic = ? AND grp = ?", (topic, grp))
+            conn.execute("DELETE FROM lease_runs WHERE topic = ? AND grp = ?", (topic, grp))
             conn.execute("DELETE FROM groups WHERE topic = ? AND grp = ?", (topic, grp))
 
 
@@ -169,7 +170,7 @@ def _expire_runs(conn: sqlite3.Connection, topic: str, grp: str, now: float) -> 
     """Runs whose lease lapsed become expired leases, which :func:`_choose` hands out again
     (their token kept: the old owner may still settle them until someone else takes them)."""
     for lo, hi, owner, lease_until, token in conn.execute(
-        "SELECT lo, hi, owner, lease_until, token FROM runs "
+        "SELECT lo, hi, owner, lease_until, token FROM lease_runs "
         "WHERE topic = ? AND grp = ? AND lease_until < ?", (topic, grp, now),
     ).fetchall():
         _spill(conn, topic, grp, lo, hi, now, owner, lease_until, token)
@@ -177,7 +178,8 @@ def _expire_runs(conn: sqlite3.Connection, topic: str, grp: str, now: float) -> 
 
 def _spill(conn: sqlite3.Connection, topic: str, grp: str, lo: int, hi: int, now: float,
            owner: str | None, lease_until: float | None, token: int | None) -> None:
-    conn.execute("DELETE FROM runs WHERE topic = ? AND grp = ? AND lo = ?", (topic, grp, lo))
+    conn.execute("DELETE FROM lease_runs WHERE topic = ? AND grp = ? AND lo = ?",
+                 (topic, grp, lo))
     conn.execute(_SPILL, (topic, grp, now, owner, lease_until, token, lo, hi))
 
 
@@ -201,11 +203,11 @@ def _cut(conn: sqlite3.Connection, topic: str, grp: str, token: int, lo: int,
     stretches taken (what the runs held of lo..hi)."""
     taken: list[tuple[int, int]] = []
     for run_lo, run_hi, owner, lease_until in conn.execute(
-        "SELECT lo, hi, owner, lease_until FROM runs "
+        "SELECT lo, hi, owner, lease_until FROM lease_runs "
         "WHERE topic = ? AND grp = ? AND lo <= ? AND hi >= ? AND token = ?",
         (topic, grp, hi, lo, token),
     ).fetchall():
-        conn.execute("DELETE FROM runs WHERE topic = ? AND grp = ? AND lo = ?",
+        conn.execute("DELETE FROM lease_runs WHERE topic = ? AND grp = ? AND lo = ?",
                      (topic, grp, run_lo))
         if run_lo < lo:
             conn.execute(_ADD_RUN, (topic, grp, run_lo, lo - 1, owner, lease_until, token))
@@ -286,7 +288,7 @@ def _take_from_log(conn: sqlite3.Connection, topic: str, grp: str, owner: str,
         return 0
     held = conn.execute(
         "SELECT (SELECT count(*) FROM leases WHERE topic = ?1 AND grp = ?2) + "
-        "(SELECT coalesce(sum(hi - lo + 1), 0) FROM runs WHERE topic = ?1 AND grp = ?2)",
+        "(SELECT coalesce(sum(hi - lo + 1), 0) FROM lease_runs WHERE topic = ?1 AND grp = ?2)",
         (topic, grp)).fetchone()[0]
     take = min(_BACKLOG - held, max(room, 100))
     if take <= 0:
@@ -383,7 +385,7 @@ def release(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: st
             )
             for topic in topics:
                 for lo, hi in conn.execute(
-                    "SELECT lo, hi FROM runs WHERE topic = ? AND grp = ? AND owner = ?",
+                    "SELECT lo, hi FROM lease_runs WHERE topic = ? AND grp = ? AND owner = ?",
                     (topic, grp, owner),
                 ).fetchall():
                     _spill(conn, topic, grp, lo, hi, now, None, None, None)
@@ -405,8 +407,9 @@ def heartbeat(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: 
     with transaction(conn):
         conn.executemany(f"UPDATE leases SET lease_until = ?1 WHERE {_OWNED}",
                          [(lease_until, topic, grp, owner) for topic in topics])
-        conn.executemany("UPDATE runs SET lease_until = ? WHERE topic = ? AND grp = ? "
-                         "AND owner = ?", [(lease_until, topic, grp, owner) for topic in topics])
+        conn.executemany("UPDATE lease_runs SET lease_until = ? "
+                         "WHERE topic = ? AND grp = ? AND owner = ?",
+                         [(lease_until, topic, grp, owner) for topic in topics])
         conn.executemany("UPDATE groups SET seen_at = ? WHERE topic = ? AND grp = ?",
                          [(now, topic, grp) for topic in topics])
 
@@ -423,7 +426,7 @@ def seek(conn: sqlite3.Connection, topics: Sequence[str], grp: str, to: Target) 
                          (seq, topic, grp))
             conn.execute("DELETE FROM leases WHERE topic = ? AND grp = ? AND seq >= ?",
                          (topic, grp, seq))
-            conn.execute("DELETE FROM runs WHERE topic = ? AND grp = ? AND lo >= ?",
+            conn.execute("DELETE FROM lease_runs WHERE topic = ? AND grp = ? AND lo >= ?",
                          (topic, grp, seq))
-            conn.execute("UPDATE runs SET hi = ? WHERE topic = ? AND grp = ? AND hi >= ?",
+            conn.execute("UPDATE lease_runs SET hi = ? WHERE topic = ? AND grp = ? AND hi >= ?",
                          (seq - 1, topic, grp, seq))

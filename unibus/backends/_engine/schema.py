@@ -63,7 +63,7 @@ CREATE INDEX IF NOT EXISTS leases_waiting ON leases (topic, grp, visible_at)
     WHERE owner IS NULL;
 CREATE INDEX IF NOT EXISTS leases_leased ON leases (topic, grp, lease_until)
     WHERE lease_until IS NOT NULL;
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE IF NOT EXISTS lease_runs (
     topic TEXT NOT NULL,
     grp TEXT NOT NULL,
     lo INTEGER NOT NULL,
@@ -138,9 +138,9 @@ def prepare(conn: sqlite3.Connection, *, durable: bool, busy_timeout: float,
                 f"the database was written by a newer unibus (schema {row[0]}); upgrade unibus"
             )
         elif int(row[0]) < SCHEMA_VERSION:
-            # Schema 1 files gain the runs table above. From now on an older unibus refuses
-            # the file: it would not see the messages in flight in runs, and a consumer of
-            # it would never deliver them again if this process died holding them.
+            # Schema 1 files gain the lease_runs table above. From now on an older unibus
+            # refuses the file: it would not see the messages in flight in runs, and a
+            # consumer of it would never deliver them again if this process died holding them.
             conn.execute("UPDATE meta SET value = ? WHERE name = 'schema'",
                          (str(SCHEMA_VERSION),))
 
