@@ -213,3 +213,39 @@ def test_a_schema_1_database_is_upgraded(conn: sqlite3.Connection) -> None:
     join(conn)
     assert len(fetch(conn)) == 2
     assert runs(conn) == [(0, 1)]
+
+
+def test_an_ack_spanning_several_runs_settles_each(conn: sqlite3.Connection) -> None:
+    publish(conn, 2)
+    publish(conn, 1, key="k")
+    publish(conn, 2)
+    publish(conn, 1, key="k")
+    publish(conn, 2)
+    join(conn)
+    taken = fetch(conn)
+    assert runs(conn) == [(0, 1), (3, 4), (6, 7)]
+    ack(conn, taken, 1, 2, 3, 4, 5, 6)
+    assert runs(conn) == [(0, 0), (7, 7)]
+    assert leases(conn) == []
+
+
+def test_a_cursor_moved_back_under_runs_takes_the_log_again(
+        conn: sqlite3.Connection) -> None:
+    # What a process of an older unibus does when it seeks: it knows no runs.
+    publish(conn, 4)
+    join(conn)
+    fetch(conn)
+    conn.execute("UPDATE groups SET next_seq = 2")
+    assert [seq for seq, _a, _t in fetch(conn, "b")] == [2, 3]
+    assert runs(conn) == [(0, 1), (2, 3)]
+
+
+def test_a_run_whose_messages_were_deleted_is_reported(
+        conn: sqlite3.Connection, caplog: pytest.LogCaptureFixture) -> None:
+    publish(conn, 3)
+    join(conn)
+    fetch(conn, "a")
+    conn.execute("DELETE FROM messages WHERE seq = 1")  # as another program might
+    queue.release(conn, [TOPIC], GRP, "a", None, T0)
+    assert leases(conn) == [0, 2]
+    assert "1 of the messages at offsets 0-2 in flight are no longer in the log" in caplog.text

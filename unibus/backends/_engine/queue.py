@@ -17,6 +17,7 @@ run first; a run whose lease lapsed, or whose owner closed, is spilled into ordi
 
 from __future__ import annotations
 
+import logging
 import random
 import sqlite3
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ from unibus.positions import Position
 
 __all__ = ["Taken", "ack", "dead_letter", "fetch", "heartbeat", "join", "leave", "nack",
            "release", "seek"]
+
+log = logging.getLogger("unibus.sqlite")
 
 #: A delivery: topic, offset, attempt, lease token, key, headers (JSON), body.
 Taken = tuple[str, int, int, int, str | None, str, bytes]
@@ -71,6 +74,16 @@ SELECT EXISTS (SELECT 1 FROM groups AS g JOIN topics AS t ON t.topic = g.topic
 # The leases in flight at one consumer (?4) of a group (?2, ?3), found through the index of
 # the group's leases in flight: no index by owner to write for every lease.
 _OWNED = "topic = ?2 AND grp = ?3 AND lease_until IS NOT NULL AND owner = ?4"
+
+# The runs of a group (?1, ?2) under token ?5 that hold offsets of ?3..?4. Runs do not
+# overlap, so the only one starting below ?3 that can is the last such: the key range
+# searched starts there, not at the group's first run.
+_OVERLAPPING = """
+SELECT lo, hi, owner, lease_until FROM lease_runs
+WHERE topic = ?1 AND grp = ?2 AND token = ?5 AND hi >= ?3 AND lo <= ?4
+  AND lo >= (SELECT coalesce(max(lo), ?3) FROM lease_runs
+             WHERE topic = ?1 AND grp = ?2 AND lo <= ?3)
+"""
 
 _ADD_RUN = ("INSERT INTO lease_runs (topic, grp, lo, hi, owner, lease_until, token) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)")
@@ -180,12 +193,30 @@ def _spill(conn: sqlite3.Connection, topic: str, grp: str, lo: int, hi: int, now
            owner: str | None, lease_until: float | None, token: int | None) -> None:
     conn.execute("DELETE FROM lease_runs WHERE topic = ? AND grp = ? AND lo = ?",
                  (topic, grp, lo))
-    conn.execute(_SPILL, (topic, grp, now, owner, lease_until, token, lo, hi))
+    _spill_range(conn, topic, grp, lo, hi, now, owner, lease_until, token)
+
+
+def _spill_range(conn: sqlite3.Connection, topic: str, grp: str, lo: int, hi: int,
+                 now: float, owner: str | None, lease_until: float | None,
+                 token: int | None) -> None:
+    written = conn.execute(_SPILL, (topic, grp, now, owner, lease_until, token, lo, hi))
+    if written.rowcount != hi - lo + 1:  # messages of a run gone: never by this unibus
+        log.error("topic %s group %s: %d of the messages at offsets %d-%d in flight are no "
+                  "longer in the log (deleted by another program or an older unibus)",
+                  topic, grp, hi - lo + 1 - written.rowcount, lo, hi)
 
 
 def _add_runs(conn: sqlite3.Connection, topic: str, grp: str, owner: str,
               lease_until: float, token: int, seqs: list[int]) -> None:
-    """Lease ``seqs`` (ascending) to ``owner``: one run per stretch of consecutive offsets."""
+    """Lease ``seqs`` (ascending) to ``owner``: one run per stretch of consecutive offsets.
+
+    Runs at or past the first of them are dropped, as a seek drops them: only an older
+    unibus moving the cursor back (it knows no runs) leaves any there."""
+    first = seqs[0]
+    conn.execute("DELETE FROM lease_runs WHERE topic = ? AND grp = ? AND lo >= ?",
+                 (topic, grp, first))
+    conn.execute("UPDATE lease_runs SET hi = ? WHERE topic = ? AND grp = ? AND hi >= ?",
+                 (first - 1, topic, grp, first))
     rows: list[tuple[object, ...]] = []
     lo = hi = seqs[0]
     for seq in seqs[1:]:
@@ -202,11 +233,8 @@ def _cut(conn: sqlite3.Connection, topic: str, grp: str, token: int, lo: int,
     """Take the offsets lo..hi out of the runs that hold them under ``token``; returns the
     stretches taken (what the runs held of lo..hi)."""
     taken: list[tuple[int, int]] = []
-    for run_lo, run_hi, owner, lease_until in conn.execute(
-        "SELECT lo, hi, owner, lease_until FROM lease_runs "
-        "WHERE topic = ? AND grp = ? AND lo <= ? AND hi >= ? AND token = ?",
-        (topic, grp, hi, lo, token),
-    ).fetchall():
+    overlapping = conn.execute(_OVERLAPPING, (topic, grp, lo, hi, token)).fetchall()
+    for run_lo, run_hi, owner, lease_until in overlapping:
         conn.execute("DELETE FROM lease_runs WHERE topic = ? AND grp = ? AND lo = ?",
                      (topic, grp, run_lo))
         if run_lo < lo:
@@ -398,7 +426,7 @@ def release(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: st
         )
         for topic, token, first, last in _stretches(leases):
             for lo, hi in _cut(conn, topic, grp, token, first, last):
-                conn.execute(_SPILL, (topic, grp, now, None, None, None, lo, hi))
+                _spill_range(conn, topic, grp, lo, hi, now, None, None, None)
 
 
 def heartbeat(conn: sqlite3.Connection, topics: Sequence[str], grp: str, owner: str,
