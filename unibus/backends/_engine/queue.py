@@ -10,9 +10,9 @@ Runs: the keyless messages a fetch takes straight from the log are usually conse
 offsets, and each becomes a lease only to be deleted by its ack a moment later. They are
 written as one row per stretch of consecutive offsets instead (``lease_runs``: lo..hi in
 flight at one owner under one token, first delivery), which acks shrink from either end or
-cut in two.
-Whatever needs one offset on its own (a nack, a dead letter, a release) cuts it out of its
-run first; a run whose lease lapsed, or whose owner closed, is spilled into ordinary leases.
+cut in two. Whatever needs one offset on its own (a nack, a dead letter, a release) cuts it
+out of its run first; a run whose lease lapsed, or whose owner closed, is spilled into
+ordinary leases.
 """
 
 from __future__ import annotations
