@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from unibus.devstack import DevStack, DevStackError, _process
+from unibus.devstack import DevStack, DevStackError, _probes, _process
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -35,6 +35,7 @@ NATS_PORTS = {"client": free_port(), "monitor": free_port()}
 RABBITMQ_PORTS = {"amqp": free_port(also_free=20000), "management": free_port()}
 REDIS_PORTS = {"client": free_port()}
 POSTGRES_PORTS = {"client": free_port()}
+ELASTICMQ_PORTS = {"sqs": free_port()}
 
 
 def processes_mentioning(path: Path) -> list[int]:
@@ -218,3 +219,25 @@ def test_port_overrides_from_the_environment(tmp_path: Path,
     assert DevStack(tmp_path).spec("redis").url == "redis://127.0.0.1:16382/0"
     assert DevStack(tmp_path).spec("postgres").url == (
         "postgresql://postgres@127.0.0.1:15434/unibus")
+
+
+def test_elasticmq_answers_once_its_persisted_queues_are_back(tmp_path: Path) -> None:
+    # ElasticMQ answers before it has restored what it persisted; a CreateQueue of one of
+    # those queues in that window makes it shut down. The start waits for them.
+    stack = DevStack(tmp_path / "dev", ports={"elasticmq": ELASTICMQ_PORTS})
+    endpoint = f"http://127.0.0.1:{ELASTICMQ_PORTS['sqs']}"
+    try:
+        stack.start("elasticmq")
+        assert _probes.http_ok(f"{endpoint}/?Action=CreateQueue&QueueName=kept",
+                               "CreateQueueResponse")
+        # Answered once stored, and the queue is stored before it: the server keeps both.
+        assert _probes.http_ok(f"{endpoint}/000000000000/kept?Action=SendMessage&MessageBody=x",
+                               "SendMessageResponse")
+        stack.stop("elasticmq")
+        stack.start("elasticmq")
+        assert (stack.home / "elasticmq" / "restoring-queues").read_text().split() == ["kept"]
+        assert _probes.http_ok(f"{endpoint}/?Action=GetQueueUrl&QueueName=kept",
+                               "GetQueueUrlResponse")
+    finally:
+        stack.down()
+

@@ -29,6 +29,9 @@ class BrokerSpec:
     prepare: Callable[[Path, Path], Launch]
     #: Protocol-level readiness probe.
     ready: Callable[[], bool]
+    #: After ``ready``, at start only: has the broker finished restoring its state (given its
+    #: state dir)? For a broker that answers before it has recreated what it persisted.
+    settled: Callable[[Path], bool] | None = None
     start_timeout: float = 90.0
     #: Extra cleanup after the process group is gone (e.g. Erlang's epmd).
     after_stop: Callable[[Path], None] | None = None

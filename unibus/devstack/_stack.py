@@ -154,7 +154,8 @@ class DevStack:
         # From the spawn, not from `began`: installing a package or resolving jars in
         # `prepare` can take longer than the broker itself needs to answer.
         deadline = time.monotonic() + broker.start_timeout
-        while not broker.ready():
+        state = self.home / name
+        while not broker.ready() or (broker.settled is not None and not broker.settled(state)):
             if not _process.alive(pid):
                 self._forget(name)
                 raise DevStackError(f"{name} exited while starting; log tail:\n"
