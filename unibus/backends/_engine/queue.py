@@ -212,11 +212,7 @@ def _add_runs(conn: sqlite3.Connection, topic: str, grp: str, owner: str,
 
     Runs at or past the first of them are dropped, as a seek drops them: only an older
     unibus moving the cursor back (it knows no runs) leaves any there."""
-    first = seqs[0]
-    conn.execute("DELETE FROM lease_runs WHERE topic = ? AND grp = ? AND lo >= ?",
-                 (topic, grp, first))
-    conn.execute("UPDATE lease_runs SET hi = ? WHERE topic = ? AND grp = ? AND hi >= ?",
-                 (first - 1, topic, grp, first))
+    _drop_runs_from(conn, topic, grp, seqs[0])
     rows: list[tuple[object, ...]] = []
     lo = hi = seqs[0]
     for seq in seqs[1:]:
@@ -226,6 +222,14 @@ def _add_runs(conn: sqlite3.Connection, topic: str, grp: str, owner: str,
         hi = seq
     rows.append((topic, grp, lo, hi, owner, lease_until, token))
     conn.executemany(_ADD_RUN, rows)
+
+
+def _drop_runs_from(conn: sqlite3.Connection, topic: str, grp: str, seq: int) -> None:
+    """Forget the group's runs at and after offset ``seq`` (a run across it keeps its start)."""
+    conn.execute("DELETE FROM lease_runs WHERE topic = ? AND grp = ? AND lo >= ?",
+                 (topic, grp, seq))
+    conn.execute("UPDATE lease_runs SET hi = ? WHERE topic = ? AND grp = ? AND hi >= ?",
+                 (seq - 1, topic, grp, seq))
 
 
 def _cut(conn: sqlite3.Connection, topic: str, grp: str, token: int, lo: int,
@@ -454,7 +458,4 @@ def seek(conn: sqlite3.Connection, topics: Sequence[str], grp: str, to: Target) 
                          (seq, topic, grp))
             conn.execute("DELETE FROM leases WHERE topic = ? AND grp = ? AND seq >= ?",
                          (topic, grp, seq))
-            conn.execute("DELETE FROM lease_runs WHERE topic = ? AND grp = ? AND lo >= ?",
-                         (topic, grp, seq))
-            conn.execute("UPDATE lease_runs SET hi = ? WHERE topic = ? AND grp = ? AND hi >= ?",
-                         (seq - 1, topic, grp, seq))
+            _drop_runs_from(conn, topic, grp, seq)
