@@ -272,3 +272,26 @@ async def test_stop_does_not_hang_on_a_handler_that_swallows_its_cancellation(
     assert "after being cancelled" in caplog.text
     release.set()  # let the handler end, so the test leaves nothing behind
     await asyncio.sleep(0.05)
+
+
+async def test_a_consumer_that_fails_for_good_stops_the_subscription_visibly(
+    bus: unibus.Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[bytes] = []
+
+    async def handler(message: unibus.Message) -> None:
+        seen.append(message.body)
+
+    sub = await bus.subscribe("orders", handler, group="billing", policy=FAST, concurrency=4)
+    await bus.publish("orders", b"before")
+    await wait_until(lambda: seen == [b"before"])
+    assert sub.error is None
+    with caplog.at_level(logging.ERROR, logger="unibus"):
+        # What a backend does when it gives up resuming, or the broker cancels consumption.
+        sub.consumer._fail(unibus.ConsumeError("the broker cancelled consumption"))  # type: ignore[attr-defined]
+        await wait_until(lambda: sub.error is not None)
+        await wait_until(lambda: all(w.done() for w in sub._workers))
+    assert isinstance(sub.error, unibus.ConsumeError)
+    assert caplog.text.count("subscription_failed") == 1
+    assert "topics=orders group=billing error=ConsumeError" in caplog.text
+    await sub.stop()

@@ -62,7 +62,11 @@ AlertHook = Callable[[DeadLetterEvent], Any]
 
 
 class Subscription:
-    """A running handler; stop it with :meth:`stop` (drains in-flight work)."""
+    """A running handler; stop it with :meth:`stop` (drains in-flight work).
+
+    If its consumer fails for good (the backend gave up resuming after a broker outage, or
+    the broker cancelled consumption because the queue was deleted), the subscription stops
+    taking messages, logs ``subscription_failed`` and keeps the error in :attr:`error`."""
 
     def __init__(
         self,
@@ -91,6 +95,8 @@ class Subscription:
         self.stats = SubscriptionStats()
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
+        #: Why the consumer stopped delivering, if it failed (None while it runs).
+        self.error: UnibusError | None = None
 
     def start(self) -> Subscription:
         loop = asyncio.get_running_loop()
@@ -123,6 +129,15 @@ class Subscription:
                     self.breaker.give_back()
                 continue
             except ClosedError:
+                return
+            except UnibusError as error:
+                if self.breaker is not None:
+                    self.breaker.give_back()
+                if self.error is None:  # every worker sees it; the first one reports it
+                    self.error = error
+                    log.error("subscription_failed topics=%s group=%s error=%s: %s",
+                              ",".join(self.consumer.topics), self.consumer.group,
+                              type(error).__name__, error)
                 return
             try:
                 await self._process(delivery)
