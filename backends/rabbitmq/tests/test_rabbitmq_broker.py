@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +20,7 @@ from unibus_rabbitmq._topology import Names
 
 import unibus
 from unibus import TopicSpec
+from unibus.reliability import FixedBackoff, RetryPolicy
 
 TIMEOUT = 20.0
 
@@ -265,6 +267,25 @@ async def test_delayed_nacks_go_through_retry_queues_and_keep_counting(topic: st
         await delivery.ack()
 
 
+async def test_a_retry_queue_declared_with_other_arguments_is_used_as_it_is(
+    topic: str,
+) -> None:
+    queue = Names.queue(topic, "g")
+    async with opened() as bus:
+        consumer = await bus.consumer(topic, group="g")
+        async with raw_channel() as channel:  # as an earlier unibus declared it
+            await channel.declare_queue(Names.retry(queue, 500), durable=True, arguments={
+                "x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish", "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": queue, "x-expires": 90_500})
+        sent = unibus.Message(body=b"retry later")
+        await bus.publish(topic, sent)
+        await (await receive(consumer)).nack(delay=0.3)
+        delivery = await receive(consumer)
+        assert (delivery.message, delivery.attempt) == (sent, 2)
+        await delivery.ack()
+
+
 async def test_delivery_limit_dead_letters_natively_with_the_brokers_context(
     topic: str,
 ) -> None:
@@ -473,3 +494,86 @@ async def test_replay_sends_a_message_dead_lettered_twice_once(topic: str) -> No
         await replayed.ack()
         with pytest.raises(unibus.OperationTimeoutError):
             await consumer.receive(timeout=1.0)
+
+
+# -- a retry queue that confirms nothing ----------------------------------------------------
+
+
+async def _restart_killed() -> None:
+    from unibus.devstack import DevStack
+
+    stack = DevStack()
+    port = stack.spec("rabbitmq").ports["amqp"]
+    if f":{port}/" not in URL:
+        pytest.fail(f"{URL} is not the launcher's RabbitMQ (port {port}): set UNIBUS_DEV_HOME "
+                    "and UNIBUS_DEV_PORTS for the broker the tests use")
+    await asyncio.to_thread(stack.restart, "rabbitmq", kill=True)
+
+
+async def _answers(queue: str) -> bool:
+    """Whether the (empty) queue answers a basic.get; one without a leader does not."""
+    connection = await aio_pika.connect(URL)
+    try:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        await declared.get(fail=False, timeout=3)
+    except TimeoutError:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(connection.close(), 5)
+    return True
+
+
+async def test_a_retry_queue_that_confirms_nothing_is_passed_over(
+    topic: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """RabbitMQ 3.10 can come back from a crash with a quorum queue that has no leader when
+    the queue was declared a moment before: it takes publishes and confirms none. Retries
+    meant for it must still reach the dead-letter queue, and everything else must flow."""
+    queue = Names.queue(topic, "g")
+    retry = Names.retry(queue, 200)
+    async with opened() as bus:
+        await bus.provision(TopicSpec(name=topic, groups=("g",), max_attempts=3))
+    async with raw_channel() as channel:
+        await channel.declare_queue(retry, durable=True, arguments={
+            "x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish", "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": queue, "x-expires": 600_200})
+    await _restart_killed()  # a moment after the declaration
+    leaderless = not await _answers(retry)
+
+    done: list[str] = []
+
+    async def handler(message: unibus.Message) -> None:
+        if message.headers.get("poison") == "1":
+            raise ConnectionError("payment gateway down")
+        done.append(message.id)
+
+    policy = RetryPolicy(max_attempts=3, backoff=FixedBackoff((0.2,)))
+    try:
+        with caplog.at_level(logging.WARNING, logger="unibus"):
+            async with opened(publish_timeout=2.0) as bus:
+                sub = await bus.subscribe(topic, handler, group="g", policy=policy,
+                                          concurrency=4)
+                messages = [unibus.Message(body=b"order", headers={"poison": str(int(i < 2))})
+                            for i in range(40)]
+                await bus.publish_many(topic, messages)
+                dlq = bus.dead_letter_queue(topic, "g")
+
+                async def settled() -> list[unibus.DeadLetter] | None:
+                    dead = await dlq.list()
+                    return dead if len(dead) == 2 and len(done) == 38 else None
+
+                dead = await eventually(settled, "every message processed or dead-lettered")
+                await sub.stop()
+        assert sorted(done) == sorted(m.id for m in messages[2:])
+        assert {d.message.id for d in dead} == {m.id for m in messages[:2]}
+        assert all(d.attempts == 3 for d in dead)
+        if leaderless:
+            assert f"retry queue {retry!r} confirmed no publish" in caplog.text
+            assert "publishing on a new channel" in caplog.text
+    finally:
+        with contextlib.suppress(Exception):
+            async with raw_channel() as channel:
+                await channel.queue_delete(retry, timeout=20)

@@ -17,7 +17,7 @@ from unibus.deadletter import failure_headers
 from unibus.errors import ConsumeError
 from unibus_rabbitmq import _errors, _pipeline, _wire
 from unibus_rabbitmq._options import RabbitMQOptions
-from unibus_rabbitmq._producer import Publisher
+from unibus_rabbitmq._producer import Publisher, Unconfirmed
 from unibus_rabbitmq._topology import Names, Topology, tier_ms
 
 __all__ = ["RabbitMQConsumer"]
@@ -179,24 +179,28 @@ class RabbitMQConsumer(BaseConsumer):
 
     async def _nack(self, delivery: BaseDelivery, delay: float) -> None:
         raw: aiormq.abc.DeliveredMessage = delivery.raw
-        queue = self._queues[delivery.topic]
+        queue = target = self._queues[delivery.topic]
+        tier, exact = tier_ms(min(delay, self._options.max_delay)) if delay else (0, 0)
+        if delay:
+            target = Names.retry(queue, tier)
+            if self._topology.unanswered(target):
+                delay, target = 0.0, queue  # see Topology.unanswered
         if not delay and self._counted:
             with _errors.settling("nack"):
                 await raw.channel.basic_nack(raw.delivery_tag or 0, requeue=True)
             return
         props = _wire.properties(delivery.message, attempts=delivery.attempt)
-        target = queue
         async with self._or_requeue(raw, "nack"):
             if delay:
-                tier, exact = tier_ms(min(delay, self._options.max_delay))
-                target = Names.retry(queue, tier)
                 await self._topology.ttl_queue(delivery.topic, target, tier,
                                                to_exchange="", to_key=queue)
                 props.expiration = str(exact)
             try:
                 await self._republisher.send("", target, delivery.message.body, props)
-            except Exception:
+            except Exception as exc:
                 self._topology.forget_ttl_queue(target)
+                if delay and isinstance(exc, Unconfirmed):
+                    self._topology.unanswered(target, now=True)
                 raise
             await raw.channel.basic_ack(raw.delivery_tag or 0, wait=False)
 

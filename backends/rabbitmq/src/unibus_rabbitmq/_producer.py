@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -18,7 +19,13 @@ from unibus_rabbitmq import _errors, _pipeline, _wire
 from unibus_rabbitmq._options import RabbitMQOptions
 from unibus_rabbitmq._topology import Names, Topology, tier_ms
 
-__all__ = ["Publisher", "RabbitMQProducer"]
+__all__ = ["Publisher", "RabbitMQProducer", "Unconfirmed"]
+
+log = logging.getLogger("unibus.rabbitmq")
+
+
+class Unconfirmed(TimeoutError):
+    """The broker took a publish and did not confirm it within publish_timeout."""
 
 
 class Publisher:
@@ -34,12 +41,15 @@ class Publisher:
         # message only by id, so two publishes of one id at once could each be blamed for
         # the other's return: the second waits for the first (see _sole).
         self._in_flight: dict[str, asyncio.Future[None]] = {}
+        self._serving: aiormq.abc.AbstractChannel | None = None  # _channel's current underlay
+        self._closing: set[asyncio.Task[Any]] = set()  # abandoned channels being closed
 
     async def _underlay(self, replace: bool = True) -> aiormq.abc.AbstractChannel:
         channel = self._channel
         if channel is not None and self._connection.connected.is_set():
             underlay = await channel.get_underlay_channel()  # fast path: no timeout task
             if not underlay.is_closed:
+                self._serving = underlay
                 return underlay
             # Reconnected, but this channel is not restored yet: wait for it below.
         if self._channel is None:
@@ -63,7 +73,29 @@ class Publisher:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(current.close(), self._options.connect_timeout)
             return await self._underlay(replace=False)
-        return await current.get_underlay_channel()
+        self._serving = await current.get_underlay_channel()
+        return self._serving
+
+    def _abandon(self, underlay: aiormq.abc.AbstractChannel) -> None:
+        """The broker did not confirm in time on ``underlay``: publish on a new channel from
+        now on. A channel whose broker-side process is stuck (for instance in a call to a
+        quorum queue that has no leader) confirms nothing any more; keeping it would fail
+        every later publish the same way."""
+        channel = self._channel
+        if channel is None or underlay is not self._serving or underlay.is_closed:
+            return  # replaced already, or closed: the reconnection takes care of it
+        self._channel, self._serving = None, None
+        log.warning("rabbitmq: no publisher confirm within %gs on channel %s; publishing on "
+                    "a new channel", self._options.publish_timeout, underlay.number)
+        closing = asyncio.get_running_loop().create_task(
+            asyncio.wait_for(channel.close(), self._options.connect_timeout))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closed_quietly)
+
+    def _closed_quietly(self, task: asyncio.Task[Any]) -> None:
+        self._closing.discard(task)
+        if not task.cancelled():
+            task.exception()  # a stuck channel does not answer its close either
 
     async def send(
         self, exchange: str, routing_key: str, body: bytes, props: Basic.Properties
@@ -73,11 +105,16 @@ class Publisher:
             # (aiormq gives an id-less publish a fresh id.) wait=False: not a drain of the
             # socket per message; the confirm awaited here comes after the frames were
             # written anyway, so the guarantee is the same.
-            await channel.basic_publish(
-                body, exchange=exchange, routing_key=routing_key, properties=props,
-                mandatory=True, timeout=self._options.publish_timeout,
-                wait=False,  # type: ignore[call-arg]  # aiormq's Channel has it, its ABC not
-            )
+            try:
+                await channel.basic_publish(
+                    body, exchange=exchange, routing_key=routing_key, properties=props,
+                    mandatory=True, timeout=self._options.publish_timeout,
+                    wait=False,  # type: ignore[call-arg]  # aiormq's Channel has it, its ABC not
+                )
+            except TimeoutError as exc:
+                self._abandon(channel)
+                raise Unconfirmed(f"no publisher confirm within "
+                                  f"{self._options.publish_timeout:g}s") from exc
 
     async def send_many(self, items: Sequence[_pipeline.Outgoing]) -> list[BaseException | None]:
         """Per item, None once the broker confirmed it, else the (aiormq) error for it."""
@@ -87,8 +124,11 @@ class Publisher:
             if len(rounds) == 1:
                 async with self._sole([item.properties.message_id or "" for item in items]):
                     channel = await self._underlay()  # the same one, unless it was replaced
-                    return await _pipeline.publish_window(
+                    answers = await _pipeline.publish_window(
                         channel, items, self._options.publish_timeout)  # type: ignore[arg-type]
+                    if any(isinstance(a, TimeoutError) for a in answers):
+                        self._abandon(channel)
+                    return answers
             # A basic.return names its message only by message id: copies of one message
             # go in separate windows, so that a return fails the copy it concerns.
             results: list[BaseException | None] = [None] * len(items)
@@ -120,6 +160,8 @@ class Publisher:
             mine.set_result(None)
 
     async def close(self) -> None:
+        for task in self._closing:
+            task.cancel()
         channel, self._channel = self._channel, None
         if channel is not None and not channel.is_closed:
             with contextlib.suppress(Exception):  # the broker may have dropped it already

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import re
 import time
@@ -34,6 +35,8 @@ from unibus_rabbitmq._options import RabbitMQOptions
 
 __all__ = ["Names", "Topology", "tier_ms"]
 
+log = logging.getLogger("unibus.rabbitmq")
+
 _MAX_MS = 2**32 - 1
 #: Delay tiers (1-2-5 per decade). A delay uses the smallest tier that holds it, with its
 #: exact time as per-message expiration: queues stay few, and a message waits behind
@@ -42,6 +45,14 @@ _TIERS = [m * 10**e for e in range(1, 10) for m in (1, 2, 5) if m * 10**e <= _MA
 _TIERS.append(_MAX_MS)
 #: Retry/delay queues are redeclared at most this often; x-expires outlives that by far.
 _REFRESH = 30.0
+#: How long an unused retry/delay queue stays, past its tier. RabbitMQ retries an
+#: at-least-once dead letter it could not forward every 180 s (after a restart, a queue can
+#: recover before the exchanges it dead-letters to): the queue must outlast that, or it
+#: deletes itself with the messages still in it.
+_LINGER_MS = 600_000
+#: Seconds a retry queue that confirmed no publish in time is passed over (see
+#: Topology.unanswered).
+_PASS_OVER = 300.0
 
 
 def tier_ms(delay: float) -> tuple[int, int]:
@@ -102,6 +113,7 @@ class Topology:
         self._exchanges: set[str] = set()
         self._queues: set[str] = set()
         self._ttl_queues: dict[str, float] = {}
+        self._unanswered: dict[str, float] = {}  # retry queue -> when it last failed to confirm
         self._locks: dict[str, asyncio.Lock] = {}
         #: Every queue this process declared, per topic (delete_topic removes them).
         self.declared: dict[str, set[str]] = {}
@@ -273,17 +285,43 @@ class Topology:
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
             "x-dead-letter-exchange": to_exchange,
-            "x-expires": min(_MAX_MS, tier + int(3 * _REFRESH * 1000)),
+            "x-expires": min(_MAX_MS, tier + _LINGER_MS),
         }
         if to_key is not None:
             args["x-dead-letter-routing-key"] = to_key
-        async with self.channel(f"declare delay queue {name!r}") as ch:
-            await ch.queue_declare(queue=name, durable=True, arguments=args)
+        try:
+            async with self.channel(f"declare delay queue {name!r}") as ch:
+                await ch.queue_declare(queue=name, durable=True, arguments=args)
+        except TopologyError as exc:
+            # Declared by an earlier unibus with another x-expires: use it as it is (it is
+            # declared anew with these arguments once it expired).
+            if not isinstance(exc.__cause__, amqp.ChannelPreconditionFailed):
+                raise
         self._ttl_queues[name] = now
         self._remember(topic, name)
 
     def forget_ttl_queue(self, name: str) -> None:
         self._ttl_queues.pop(name, None)
+
+    def unanswered(self, name: str, *, now: bool = False) -> bool:
+        """Whether the retry queue ``name`` confirmed no publish within publish_timeout in
+        the last five minutes; ``now=True`` records that it just did not.
+
+        A quorum queue that has no leader (RabbitMQ 3.10 can restart without one for a queue
+        declared a moment before the node died) takes publishes and never confirms them.
+        Retries meant for it are redelivered at once instead, so they keep their attempts
+        and reach the dead-letter queue rather than waiting on it forever."""
+        moment = time.monotonic()
+        if now:
+            if self._unanswered.get(name, -math.inf) < moment - _PASS_OVER:
+                log.error(
+                    "rabbitmq: retry queue %r confirmed no publish within %gs; retries meant "
+                    "for it are redelivered without delay for the next %gs (a quorum queue "
+                    "without a leader never confirms: see docs/backends/rabbitmq.md)",
+                    name, self._options.publish_timeout, _PASS_OVER)
+            self._unanswered[name] = moment
+            return True
+        return moment - self._unanswered.get(name, -math.inf) < _PASS_OVER
 
     # -- teardown ---------------------------------------------------------------------------
 
