@@ -295,3 +295,29 @@ async def test_a_consumer_that_fails_for_good_stops_the_subscription_visibly(
     assert caplog.text.count("subscription_failed") == 1
     assert "topics=orders group=billing error=ConsumeError" in caplog.text
     await sub.stop()
+
+
+async def test_a_failed_settlement_inside_receive_does_not_stop_the_subscription(
+    bus: unibus.Bus, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bytes] = []
+
+    async def handler(message: unibus.Message) -> None:
+        seen.append(message.body)
+
+    sub = await bus.subscribe("orders", handler, group="billing", policy=FAST, concurrency=2)
+    receive = sub.consumer.receive
+    failures = [unibus.SettlementError("dead-lettering an over-limit message failed")] * 2
+
+    async def flaky(timeout: float | None = None) -> unibus.Delivery:
+        if failures:
+            raise failures.pop()
+        return await receive(timeout)
+
+    monkeypatch.setattr(sub.consumer, "receive", flaky)
+    with caplog.at_level(logging.WARNING, logger="unibus"):
+        await bus.publish("orders", b"after")
+        await wait_until(lambda: seen == [b"after"])
+    assert sub.error is None
+    assert caplog.text.count("receive_settlement_failed") == 2
+    await sub.stop()

@@ -22,7 +22,7 @@ from typing import Any
 
 from unibus import deadletter
 from unibus._tasks import cancel_and_wait
-from unibus.errors import ClosedError, OperationTimeoutError, UnibusError
+from unibus.errors import ClosedError, OperationTimeoutError, SettlementError, UnibusError
 from unibus.message import Message
 from unibus.protocols import Consumer, Delivery
 from unibus.reliability.breaker import CircuitBreaker
@@ -130,6 +130,15 @@ class Subscription:
                 continue
             except ClosedError:
                 return
+            except SettlementError as error:
+                # Dead-lettering a message that arrived over its attempts failed (the broker
+                # is away?): it stays with the broker and comes back; this worker goes on.
+                if self.breaker is not None:
+                    self.breaker.give_back()
+                log.warning("receive_settlement_failed topics=%s group=%s: %s",
+                            ",".join(self.consumer.topics), self.consumer.group, error)
+                await asyncio.sleep(1.0)  # retry pacing while the broker is away
+                continue
             except UnibusError as error:
                 if self.breaker is not None:
                     self.breaker.give_back()
