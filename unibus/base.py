@@ -22,6 +22,8 @@ from unibus.errors import (
     ConfigError,
     MessageTooLargeError,
     OperationTimeoutError,
+    SettlementError,
+    UnibusError,
 )
 from unibus.message import Message
 from unibus.positions import Position
@@ -405,10 +407,17 @@ class BaseConsumer:
         if limit is None or delivery.attempt <= limit:
             return False
         delivery._settled = True
-        await self._dead_letter(
-            delivery, f"delivered {delivery.attempt - 1} times without success "
-            f"(max_attempts={limit})"
-        )
+        try:
+            await self._dead_letter(
+                delivery, f"delivered {delivery.attempt - 1} times without success "
+                f"(max_attempts={limit})"
+            )
+        except SettlementError:
+            raise
+        except UnibusError as exc:
+            # The consumer is fine; this message comes back. Receivers tell the two apart.
+            raise SettlementError(
+                f"dead-lettering a message over its attempts failed: {exc}") from exc
         return True
 
     def _closed_error(self) -> BaseException:

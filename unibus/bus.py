@@ -234,10 +234,19 @@ class Bus:
             max_attempts=policy.max_attempts,
         )
         decode = None if into is None else (lambda m: self.decode(m, into))
+
+        def reopen() -> Awaitable[Consumer]:
+            # A group keeps its place; ``start`` only applies to a new group. An ungrouped
+            # consumer starts afresh rather than replaying from ``start`` again.
+            return self.consumer(
+                topics, group=group, start=start if group is not None else None,
+                prefetch=prefetch or max(concurrency * 4, 16), max_attempts=policy.max_attempts,
+            )
+
         return Subscription(
             consumer, handler, policy=policy, concurrency=concurrency,
             idempotency=idempotency, breaker=breaker, on_dead_letter=on_dead_letter,
-            poison_threshold=poison_threshold, decode=decode,
+            poison_threshold=poison_threshold, decode=decode, reopen=reopen,
         ).start()
 
     def decode(self, delivery: Delivery | Message, into: type[Any] | None = None) -> Any:

@@ -17,6 +17,7 @@ from unibus.reliability import (
     PermanentError,
     RetryPolicy,
     SQLiteStore,
+    Subscription,
 )
 
 FAST = RetryPolicy(max_attempts=3, backoff=FixedBackoff((0.05, 0.1)))
@@ -274,8 +275,8 @@ async def test_stop_does_not_hang_on_a_handler_that_swallows_its_cancellation(
     await asyncio.sleep(0.05)
 
 
-async def test_a_consumer_that_fails_for_good_stops_the_subscription_visibly(
-    bus: unibus.Bus, caplog: pytest.LogCaptureFixture
+async def test_a_consumer_that_fails_for_good_is_reported_and_replaced(
+    bus: unibus.Bus, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[bytes] = []
 
@@ -285,16 +286,69 @@ async def test_a_consumer_that_fails_for_good_stops_the_subscription_visibly(
     sub = await bus.subscribe("orders", handler, group="billing", policy=FAST, concurrency=4)
     await bus.publish("orders", b"before")
     await wait_until(lambda: seen == [b"before"])
-    assert sub.error is None
-    with caplog.at_level(logging.ERROR, logger="unibus"):
+    first = sub.consumer
+    # The first attempt to subscribe again fails too (the broker is still away).
+    consumer = bus.consumer
+    refusals = [unibus.ConnectionFailedError("the broker is still away")]
+
+    async def reopening(*args: object, **kwargs: object) -> unibus.Consumer:
+        if refusals:
+            raise refusals.pop()
+        return await consumer(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bus, "consumer", reopening)
+    with caplog.at_level(logging.WARNING, logger="unibus"):
         # What a backend does when it gives up resuming, or the broker cancels consumption.
-        sub.consumer._fail(unibus.ConsumeError("the broker cancelled consumption"))  # type: ignore[attr-defined]
-        await wait_until(lambda: sub.error is not None)
-        await wait_until(lambda: all(w.done() for w in sub._workers))
+        first._fail(unibus.ConsumeError("the broker cancelled consumption"))  # type: ignore[attr-defined]
+        await wait_until(lambda: sub.stats.resubscribed == 1)
+        await bus.publish("orders", b"after")
+        await wait_until(lambda: seen == [b"before", b"after"])
+    assert sub.consumer is not first
     assert isinstance(sub.error, unibus.ConsumeError)
     assert caplog.text.count("subscription_failed") == 1
     assert "topics=orders group=billing error=ConsumeError" in caplog.text
+    assert "subscribing again" in caplog.text
+    assert caplog.text.count("subscription_resubscribe_failed") == 1
+    assert caplog.text.count("subscription_resubscribed") == 1
     await sub.stop()
+
+
+async def test_without_reopen_a_failed_consumer_stops_the_subscription(
+    bus: unibus.Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(message: unibus.Message) -> None:
+        return None
+
+    consumer = await bus.consumer("orders", group="billing")
+    sub = Subscription(consumer, handler, policy=FAST, concurrency=4).start()
+    with caplog.at_level(logging.ERROR, logger="unibus"):
+        consumer._fail(unibus.ConsumeError("the broker cancelled consumption"))  # type: ignore[attr-defined]
+        await wait_until(lambda: all(w.done() for w in sub._workers))
+    assert isinstance(sub.error, unibus.ConsumeError)
+    assert caplog.text.count("subscription_failed") == 1
+    assert "subscribing again" not in caplog.text
+    await sub.stop()
+
+
+async def test_stop_ends_a_subscription_that_is_subscribing_again(
+    bus: unibus.Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def handler(message: unibus.Message) -> None:
+        return None
+
+    sub = await bus.subscribe("orders", handler, group="billing", policy=FAST, concurrency=2)
+
+    async def refused(*args: object, **kwargs: object) -> unibus.Consumer:
+        raise unibus.ConnectionFailedError("the broker is away")
+
+    monkeypatch.setattr(bus, "consumer", refused)
+    sub.consumer._fail(unibus.ConsumeError("gone"))  # type: ignore[attr-defined]
+    await wait_until(lambda: sub._reopening is not None)
+    async with asyncio.timeout(15):
+        await sub.stop()
+    assert sub._reopening is not None
+    assert sub._reopening.done()
+    assert sub.stats.resubscribed == 0
 
 
 async def test_a_failed_settlement_inside_receive_does_not_stop_the_subscription(

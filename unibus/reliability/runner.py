@@ -44,6 +44,7 @@ class SubscriptionStats:
     dead_lettered: int = 0
     duplicates: int = 0
     poison: int = 0
+    resubscribed: int = 0  # times the subscription subscribed again after its consumer failed
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,8 +66,10 @@ class Subscription:
     """A running handler; stop it with :meth:`stop` (drains in-flight work).
 
     If its consumer fails for good (the backend gave up resuming after a broker outage, or
-    the broker cancelled consumption because the queue was deleted), the subscription stops
-    taking messages, logs ``subscription_failed`` and keeps the error in :attr:`error`."""
+    the broker cancelled consumption because the queue was deleted), the subscription logs
+    ``subscription_failed``, keeps the error in :attr:`error` and, given ``reopen`` (as
+    ``bus.subscribe`` gives it), subscribes again with a growing pause (1 s up to 30 s)
+    until that works; without ``reopen`` it stops taking messages."""
 
     def __init__(
         self,
@@ -81,6 +84,7 @@ class Subscription:
         poison_threshold: int | None = None,
         decode: Callable[[Message], Any] | None = None,
         lease: float = 15.0,
+        reopen: Callable[[], Awaitable[Consumer]] | None = None,
     ) -> None:
         self.consumer = consumer
         self.handler = handler
@@ -95,7 +99,12 @@ class Subscription:
         self.stats = SubscriptionStats()
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
-        #: Why the consumer stopped delivering, if it failed (None while it runs).
+        self._reopen = reopen
+        self._reopening: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()  # cleared while the subscription subscribes again
+        self._ready.set()
+        self._reported: Consumer | None = None  # the consumer whose failure was logged
+        #: The last error its consumer failed with (None if it never failed).
         self.error: UnibusError | None = None
 
     def start(self) -> Subscription:
@@ -106,6 +115,9 @@ class Subscription:
     async def stop(self, drain_timeout: float = 30.0) -> None:
         """Stop taking messages, let running handlers finish, close the consumer."""
         self._stopping = True
+        if self._reopening is not None:
+            await cancel_and_wait([self._reopening], "stopping the subscription's resubscribe")
+        self._ready.set()
         await self.consumer.close(drain_timeout=drain_timeout)
         await cancel_and_wait(self._workers, "stopping the subscription's handlers")
         self._workers = []
@@ -122,8 +134,9 @@ class Subscription:
         while not self._stopping:
             if self.breaker is not None:
                 await self.breaker.acquire()
+            consumer = self.consumer
             try:
-                delivery = await self.consumer.receive(timeout=1.0)
+                delivery = await consumer.receive(timeout=1.0)
             except OperationTimeoutError:
                 if self.breaker is not None:
                     self.breaker.give_back()
@@ -142,12 +155,9 @@ class Subscription:
             except UnibusError as error:
                 if self.breaker is not None:
                     self.breaker.give_back()
-                if self.error is None:  # every worker sees it; the first one reports it
-                    self.error = error
-                    log.error("subscription_failed topics=%s group=%s error=%s: %s",
-                              ",".join(self.consumer.topics), self.consumer.group,
-                              type(error).__name__, error)
-                return
+                if not await self._consumer_failed(consumer, error):
+                    return
+                continue
             try:
                 await self._process(delivery)
             except Exception:
@@ -157,6 +167,50 @@ class Subscription:
                               delivery.message.id)
                 if not delivery.settled:
                     await self._settle(delivery.nack(delay=1.0))
+
+    async def _consumer_failed(self, consumer: Consumer, error: UnibusError) -> bool:
+        """``consumer`` failed for good: report it once (every worker sees it) and subscribe
+        again if the subscription can; whether this worker goes on."""
+        if consumer is self.consumer and consumer is not self._reported:
+            self._reported, self.error = consumer, error
+            log.error("subscription_failed topics=%s group=%s error=%s: %s%s",
+                      ",".join(consumer.topics), consumer.group, type(error).__name__, error,
+                      "; subscribing again" if self._reopen is not None else "")
+            if self._reopen is not None:
+                self._ready.clear()
+                self._reopening = asyncio.get_running_loop().create_task(
+                    self._resubscribe(consumer, self._reopen))
+        await self._ready.wait()
+        return self._reopen is not None and not self._stopping
+
+    async def _resubscribe(self, failed: Consumer,
+                           reopen: Callable[[], Awaitable[Consumer]]) -> None:
+        try:
+            with contextlib.suppress(UnibusError):
+                # What it still holds goes back to the broker; handlers running on its
+                # deliveries settle what they can in the meantime.
+                await failed.close(drain_timeout=5.0)
+            pause = 1.0
+            while not self._stopping:
+                await asyncio.sleep(pause)  # resubscribe pacing
+                try:
+                    consumer = await reopen()
+                except ClosedError:
+                    self._reopen = None  # the bus is closed: nothing to subscribe with
+                    return
+                except UnibusError as error:
+                    pause = min(pause * 2, 30.0)
+                    log.warning("subscription_resubscribe_failed topics=%s group=%s error=%s: "
+                                "%s; trying again in %gs", ",".join(failed.topics),
+                                failed.group, type(error).__name__, error, pause)
+                    continue
+                self.consumer = consumer
+                self.stats.resubscribed += 1
+                log.warning("subscription_resubscribed topics=%s group=%s",
+                            ",".join(failed.topics), failed.group)
+                return
+        finally:
+            self._ready.set()
 
     async def _process(self, delivery: Delivery) -> None:
         message = delivery.message
