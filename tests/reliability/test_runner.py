@@ -275,15 +275,22 @@ async def test_stop_does_not_hang_on_a_handler_that_swallows_its_cancellation(
     await asyncio.sleep(0.05)
 
 
-async def test_a_consumer_that_fails_for_good_is_reported_and_replaced(
-    bus: unibus.Bus, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def recording(bus: unibus.Bus, concurrency: int) -> tuple[Subscription, list[bytes]]:
+    """A subscription to "orders" (group "billing") whose handler records each body."""
     seen: list[bytes] = []
 
     async def handler(message: unibus.Message) -> None:
         seen.append(message.body)
 
-    sub = await bus.subscribe("orders", handler, group="billing", policy=FAST, concurrency=4)
+    sub = await bus.subscribe("orders", handler, group="billing", policy=FAST,
+                              concurrency=concurrency)
+    return sub, seen
+
+
+async def test_a_consumer_that_fails_for_good_is_reported_and_replaced(
+    bus: unibus.Bus, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub, seen = await recording(bus, concurrency=4)
     await bus.publish("orders", b"before")
     await wait_until(lambda: seen == [b"before"])
     first = sub.consumer
@@ -333,10 +340,7 @@ async def test_without_reopen_a_failed_consumer_stops_the_subscription(
 async def test_stop_ends_a_subscription_that_is_subscribing_again(
     bus: unibus.Bus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def handler(message: unibus.Message) -> None:
-        return None
-
-    sub = await bus.subscribe("orders", handler, group="billing", policy=FAST, concurrency=2)
+    sub, _ = await recording(bus, concurrency=2)
 
     async def refused(*args: object, **kwargs: object) -> unibus.Consumer:
         raise unibus.ConnectionFailedError("the broker is away")
@@ -354,12 +358,7 @@ async def test_stop_ends_a_subscription_that_is_subscribing_again(
 async def test_a_failed_settlement_inside_receive_does_not_stop_the_subscription(
     bus: unibus.Bus, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: list[bytes] = []
-
-    async def handler(message: unibus.Message) -> None:
-        seen.append(message.body)
-
-    sub = await bus.subscribe("orders", handler, group="billing", policy=FAST, concurrency=2)
+    sub, seen = await recording(bus, concurrency=2)
     receive = sub.consumer.receive
     failures = [unibus.SettlementError("dead-lettering an over-limit message failed")] * 2
 

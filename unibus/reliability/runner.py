@@ -149,7 +149,7 @@ class Subscription:
                 if self.breaker is not None:
                     self.breaker.give_back()
                 log.warning("receive_settlement_failed topics=%s group=%s: %s",
-                            ",".join(self.consumer.topics), self.consumer.group, error)
+                            ",".join(consumer.topics), consumer.group, error)
                 await asyncio.sleep(1.0)  # retry pacing while the broker is away
                 continue
             except UnibusError as error:

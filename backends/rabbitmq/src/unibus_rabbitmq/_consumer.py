@@ -200,7 +200,7 @@ class RabbitMQConsumer(BaseConsumer):
             except Exception as exc:
                 self._topology.forget_ttl_queue(target)
                 if delay and isinstance(exc, Unconfirmed):
-                    self._topology.unanswered(target, now=True)
+                    self._topology.confirmed_nothing(target)
                 raise
             await raw.channel.basic_ack(raw.delivery_tag or 0, wait=False)
 

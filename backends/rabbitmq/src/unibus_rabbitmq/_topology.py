@@ -303,25 +303,25 @@ class Topology:
     def forget_ttl_queue(self, name: str) -> None:
         self._ttl_queues.pop(name, None)
 
-    def unanswered(self, name: str, *, now: bool = False) -> bool:
+    def unanswered(self, name: str) -> bool:
         """Whether the retry queue ``name`` confirmed no publish within publish_timeout in
-        the last five minutes; ``now=True`` records that it just did not.
+        the last five minutes (see :meth:`confirmed_nothing`)."""
+        return time.monotonic() - self._unanswered.get(name, -math.inf) < _PASS_OVER
+
+    def confirmed_nothing(self, name: str) -> None:
+        """Record that the retry queue ``name`` did not confirm a publish in time.
 
         A quorum queue that has no leader (RabbitMQ 3.10 can restart without one for a queue
         declared a moment before the node died) takes publishes and never confirms them.
         Retries meant for it are redelivered at once instead, so they keep their attempts
         and reach the dead-letter queue rather than waiting on it forever."""
-        moment = time.monotonic()
-        if now:
-            if self._unanswered.get(name, -math.inf) < moment - _PASS_OVER:
-                log.error(
-                    "rabbitmq: retry queue %r confirmed no publish within %gs; retries meant "
-                    "for it are redelivered without delay for the next %gs (a quorum queue "
-                    "without a leader never confirms: see docs/backends/rabbitmq.md)",
-                    name, self._options.publish_timeout, _PASS_OVER)
-            self._unanswered[name] = moment
-            return True
-        return moment - self._unanswered.get(name, -math.inf) < _PASS_OVER
+        if not self.unanswered(name):
+            log.error(
+                "rabbitmq: retry queue %r confirmed no publish within %gs; retries meant "
+                "for it are redelivered without delay for the next %gs (a quorum queue "
+                "without a leader never confirms: see docs/backends/rabbitmq.md)",
+                name, self._options.publish_timeout, _PASS_OVER)
+        self._unanswered[name] = time.monotonic()
 
     # -- teardown ---------------------------------------------------------------------------
 
